@@ -1,0 +1,3 @@
+"""clauditor: local, fail-open observability for Claude Code."""
+
+__version__ = "0.1.0"

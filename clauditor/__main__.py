@@ -1,0 +1,3 @@
+from clauditor.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Injected time: every timestamp in clauditor comes from a Clock, never from time.time()."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch; never goes backwards within one process."""
+        ...
+
+
+class SystemClock:
+    """Wall time anchored once, then advanced by the monotonic clock.
+
+    Exchange timestamps feed durations and span start/end times, so they must be
+    monotonic (an NTP step must not produce negative durations) and still be
+    absolute (spans and rows need epoch times).
+    """
+
+    def __init__(self) -> None:
+        self._wall0 = time.time()
+        self._mono0 = time.monotonic()
+
+    def now(self) -> float:
+        return self._wall0 + (time.monotonic() - self._mono0)
+
+
+class ManualClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = start
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> float:
+        self._now += seconds
+        return self._now
+
+    def set(self, value: float) -> None:
+        self._now = value
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO 8601 UTC with milliseconds, the one timestamp format of the API and the store."""
+    if ts is None:
+        return None
+    return (
+        datetime.fromtimestamp(ts, tz=timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )

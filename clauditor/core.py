@@ -1,0 +1,167 @@
+"""The composition root: wire → interpreter → bus → tracker → store, plus the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import grpc
+import uvicorn
+
+from clauditor import __version__
+from clauditor.api.app import create_app
+from clauditor.clock import Clock, SystemClock, iso
+from clauditor.domain.bus import EventBus
+from clauditor.domain.events import DomainEvent
+from clauditor.domain.interpreter import Interpreter
+from clauditor.netaddr import LOOPBACK_NAMES, HostPort, port_in_use
+from clauditor.sessions.tracker import SessionTracker
+from clauditor.store.store import Store
+from clauditor.wire.ext_proc import ExtProcServicer, start_grpc_server
+
+log = logging.getLogger("clauditor.core")
+
+
+class CoreError(RuntimeError):
+    """The core cannot start (port in use, database unusable...)."""
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    grpc: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 50051))
+    api: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9091))
+    db: Path = Path("clauditor.db")
+    idle_timeout: float = 300.0
+    end_timeout: float = 1800.0
+    extra_allowed_hosts: tuple[str, ...] = ()
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        hosts = set(LOOPBACK_NAMES) | {"[::1]", self.api.host, *self.extra_allowed_hosts}
+        return tuple(sorted(hosts))
+
+
+class Core:
+    def __init__(self, config: CoreConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.version = __version__
+        self.clock = clock or SystemClock()
+        self.bus: EventBus[DomainEvent] = EventBus()
+        self.interpreter = Interpreter(self.bus.publish)
+        self.store = Store(config.db)
+        self.tracker = SessionTracker(
+            self.clock,
+            idle_timeout=config.idle_timeout,
+            end_timeout=config.end_timeout,
+            listeners=[self.store],
+            loader=self.store.load_session,
+        )
+        self.bus.subscribe("tracker", self.tracker.handle)
+        self.servicer = ExtProcServicer(self.interpreter, self.clock)
+        self._grpc: grpc.aio.Server | None = None
+        self._tick: asyncio.Task[None] | None = None
+        self.grpc_port: int | None = None
+
+    async def start(self) -> None:
+        self.store.start()
+        self.bus.start()
+        try:
+            self._grpc, self.grpc_port = await start_grpc_server(
+                self.servicer, self.config.grpc.host, self.config.grpc.port
+            )
+        except (OSError, RuntimeError) as exc:
+            raise CoreError(f"cannot listen for ext_proc on {self.config.grpc}: {exc}") from exc
+        self._tick = asyncio.create_task(self._ticker(), name="tracker-tick")
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.tracker.tick()
+            except Exception:
+                log.exception("tracker tick failed")
+
+    async def stop(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick
+        if self._grpc is not None:
+            await self._grpc.stop(grace=1.0)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await self.bus.drain(timeout=2.0)
+        self.tracker.shutdown()
+        await self.bus.stop()
+        self.store.writer.flush(timeout=5.0)
+        self.store.stop()
+
+    # -- views for the API ---------------------------------------------------------
+    def cutoff_iso(self, days: float | None) -> str | None:
+        if days is None:
+            return None
+        since = datetime.fromtimestamp(self.clock.now(), timezone.utc) - timedelta(days=days)
+        return iso(since.timestamp())
+
+    def live_detail(self, session_id: str) -> dict[str, Any] | None:
+        session = self.tracker.sessions.get(session_id)
+        if session is None:
+            return None
+        return {
+            "session": session.as_api(),
+            "turns": [t.as_api() for t in session.turns],
+            "requests": [r.as_api() for r in self.tracker.recent_requests(session_id)],
+            "tool_calls": [c.as_api() for c in self.tracker.pending_tools(session_id)],
+        }
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "pid": os.getpid(),
+            "wire": asdict(self.servicer.stats),
+            "interpreter": asdict(self.interpreter.stats),
+            "bus": [asdict(s) for s in self.bus.stats],
+            "tracker": {
+                "live_sessions": len(self.tracker.sessions),
+                "unattributed_requests": self.tracker.unattributed_requests,
+                "listener_errors": self.tracker.listener_errors,
+            },
+            "store": {
+                "rows_written": self.store.writer.rows_written,
+                "write_errors": self.store.writer.write_errors,
+                "last_error": self.store.writer.last_error,
+            },
+        }
+
+
+def check_ports(*addrs: HostPort) -> None:
+    for addr in addrs:
+        if port_in_use(addr):
+            raise CoreError(f"address {addr} is already in use")
+
+
+async def serve(config: CoreConfig, clock: Clock | None = None) -> None:
+    """Run the core (ext_proc gRPC + HTTP API) until SIGINT/SIGTERM."""
+    check_ports(config.grpc, config.api)
+    core = Core(config, clock)
+    await core.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(core),
+            host=config.api.host,
+            port=config.api.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    log.info("clauditor core: ext_proc on %s, API on %s", config.grpc, config.api)
+    try:
+        await server.serve()
+    finally:
+        await core.stop()

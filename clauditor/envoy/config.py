@@ -1,0 +1,120 @@
+"""Render Envoy's bootstrap config from the one template clauditor ships."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from importlib import resources
+from string import Template
+from urllib.parse import urlsplit
+
+from clauditor.netaddr import HostPort
+
+_TLS_BLOCK = """\
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: ${host}
+        common_tls_context:
+          validation_context:
+            trusted_ca: { filename: ${ca_file} }
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: { exact: ${host} }
+"""
+
+# Debian/Ubuntu (and the official Envoy image) keep the system CA bundle here.
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+class UpstreamError(ValueError):
+    """The --upstream URL cannot be used."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Upstream:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UpstreamError(
+                f"upstream must be http://host[:port] or https://host[:port], got {url!r}"
+            )
+        if parts.path not in ("", "/"):
+            raise UpstreamError(f"upstream must not have a path, got {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname, port)
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.tls else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host_header}"
+
+
+@dataclass(frozen=True)
+class EnvoySettings:
+    listen: HostPort
+    admin: HostPort
+    grpc: HostPort
+    upstream: Upstream
+    ca_file: str = SYSTEM_CA_FILE
+
+
+def default_ca_file() -> str:
+    """A CA bundle Envoy can read: certifi's (shipped with httpx) works on every OS."""
+    try:
+        import certifi
+
+        return certifi.where()
+    except ImportError:  # pragma: no cover - certifi comes with httpx
+        return SYSTEM_CA_FILE
+
+
+def _yaml_host(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return f'"{host}"'
+
+
+def render(settings: EnvoySettings) -> str:
+    template = Template(resources.files("clauditor.envoy").joinpath("envoy.yaml.tmpl").read_text())
+    up = settings.upstream
+    tls = Template(_TLS_BLOCK).substitute(host=up.host, ca_file=settings.ca_file) if up.tls else ""
+    return template.substitute(
+        admin_host=_yaml_host(settings.admin.host),
+        admin_port=settings.admin.port,
+        listen_host=_yaml_host(settings.listen.host),
+        listen_port=settings.listen.port,
+        grpc_host=_yaml_host(settings.grpc.host),
+        grpc_port=settings.grpc.port,
+        upstream_host=_yaml_host(up.host),
+        upstream_port=up.port,
+        upstream_host_header=up.host_header,
+        upstream_tls=tls,
+    )
+
+
+# The top-level envoy.yaml (docker compose): Envoy listens on all interfaces *inside*
+# its container; compose publishes the port on the host's 127.0.0.1 only.
+COMPOSE_SETTINGS = EnvoySettings(
+    listen=HostPort("0.0.0.0", 10000),
+    admin=HostPort("127.0.0.1", 9901),
+    grpc=HostPort("clauditor", 50051),
+    upstream=Upstream("https", "api.anthropic.com", 443),
+    ca_file=SYSTEM_CA_FILE,
+)

@@ -1,0 +1,239 @@
+"""Live state of sessions, turns, requests and tool calls, as the tracker keeps it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import uuid4
+
+from clauditor.clock import iso
+
+SessionStatus = Literal["active", "idle", "ended"]
+TurnOutcome = Literal["in_progress", "completed", "interrupted", "abandoned", "error"]
+ToolOutcome = Literal["pending", "ok", "error", "abandoned"]
+
+
+def _ms(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start) * 1000.0, 3)
+
+
+@dataclass(slots=True)
+class TokenCounts:
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_creation: int = 0
+    cache_creation_1h: int = 0
+
+    def add(self, other: TokenCounts) -> None:
+        self.input += other.input
+        self.output += other.output
+        self.cache_read += other.cache_read
+        self.cache_creation += other.cache_creation
+        self.cache_creation_1h += other.cache_creation_1h
+
+    @property
+    def total_input(self) -> int:
+        """Anthropic's input_tokens excludes cached tokens; the context is all three."""
+        return self.input + self.cache_read + self.cache_creation
+
+    def as_api(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input,
+            "output_tokens": self.output,
+            "cache_read_tokens": self.cache_read,
+            "cache_creation_tokens": self.cache_creation,
+        }
+
+
+@dataclass(slots=True)
+class ToolCall:
+    tool_use_id: str
+    name: str
+    session_id: str
+    turn_index: int | None
+    request_exchange: int
+    summary: str
+    seen_at: float  # the tool_use block completed in the stream
+    requested_at: float | None = None  # the response asking for it ended
+    result_at: float | None = None  # the request carrying its tool_result arrived
+    outcome: ToolOutcome = "pending"
+    subagent: bool = False
+
+    @property
+    def duration_ms(self) -> float | None:
+        return _ms(self.requested_at, self.result_at)
+
+    def as_api(self) -> dict[str, Any]:
+        return {
+            "tool_use_id": self.tool_use_id,
+            "name": self.name,
+            "summary": self.summary,
+            "turn": self.turn_index,
+            "outcome": self.outcome,
+            "requested_at": iso(self.requested_at),
+            "result_at": iso(self.result_at),
+            "duration_ms": self.duration_ms,
+            "subagent": self.subagent,
+        }
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    exchange_id: int
+    session_id: str
+    started_at: float
+    kind: str = "other"
+    turn_index: int | None = None
+    request_id: str | None = None  # Anthropic's request-id response header
+    model_requested: str | None = None
+    model_responded: str | None = None
+    stream: bool = False
+    max_tokens: int | None = None
+    retry: bool = False
+    fingerprint: str = ""
+    body_done_at: float | None = None
+    response_started_at: float | None = None
+    first_token_at: float | None = None
+    ended_at: float | None = None
+    status: int | None = None
+    stop_reason: str | None = None
+    tokens: TokenCounts = field(default_factory=TokenCounts)
+    tool_uses: list[tuple[str, str]] = field(default_factory=list)  # (id, name)
+    error_type: str | None = None
+    upstream: str | None = None
+    # Exchange ids restart with the core; this one is unique across restarts.
+    uid: str = field(default_factory=lambda: uuid4().hex)
+
+    @property
+    def ttfb_ms(self) -> float | None:
+        return _ms(self.started_at, self.response_started_at)
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return _ms(self.started_at, self.first_token_at)
+
+    @property
+    def duration_ms(self) -> float | None:
+        return _ms(self.started_at, self.ended_at)
+
+    @property
+    def in_flight(self) -> bool:
+        return self.ended_at is None
+
+    def as_api(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "exchange_id": self.exchange_id,
+            "kind": self.kind,
+            "turn": self.turn_index,
+            "model_requested": self.model_requested,
+            "model_responded": self.model_responded,
+            "stream": self.stream,
+            "retry": self.retry,
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "status": self.status,
+            "ttfb_ms": self.ttfb_ms,
+            "ttft_ms": self.ttft_ms,
+            "duration_ms": self.duration_ms,
+            "stop_reason": self.stop_reason,
+            **self.tokens.as_api(),
+            "tool_uses": [{"id": i, "name": n} for i, n in self.tool_uses],
+            "error_type": self.error_type,
+        }
+
+
+@dataclass(slots=True)
+class Turn:
+    index: int  # 1-based within the session
+    session_id: str
+    started_at: float
+    prompt: str | None
+    ended_at: float | None = None
+    outcome: TurnOutcome = "in_progress"
+    stop_reason: str | None = None
+    requests: int = 0
+    tool_calls: int = 0
+    errors: int = 0
+    compaction: bool = False
+    tokens: TokenCounts = field(default_factory=TokenCounts)
+
+    @property
+    def duration_ms(self) -> float | None:
+        return _ms(self.started_at, self.ended_at)
+
+    def as_api(self) -> dict[str, Any]:
+        return {
+            "turn": self.index,
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "duration_ms": self.duration_ms,
+            "outcome": self.outcome,
+            "stop_reason": self.stop_reason,
+            "prompt": self.prompt,
+            "requests": self.requests,
+            "tool_calls": self.tool_calls,
+            "errors": self.errors,
+            "compaction": self.compaction,
+            **self.tokens.as_api(),
+        }
+
+
+@dataclass(slots=True)
+class Session:
+    session_id: str
+    started_at: float
+    last_activity_at: float
+    status: SessionStatus = "active"
+    model: str | None = None
+    first_prompt: str | None = None
+    last_text: str | None = None
+    entrypoint: str | None = None
+    cc_version: str | None = None
+    turns: list[Turn] = field(default_factory=list)
+    turn_count: int = 0  # survives trimming of `turns`
+    request_count: int = 0
+    tool_call_count: int = 0
+    tool_failures: int = 0
+    tools: Counter[str] = field(default_factory=Counter)
+    tokens: TokenCounts = field(default_factory=TokenCounts)
+    errors: int = 0
+    retries: int = 0
+    ended_at: float | None = None
+    # Retry detection: the fingerprint of the newest main-thread request.
+    last_fingerprint: str | None = None
+    in_flight: set[int] = field(default_factory=set)
+
+    @property
+    def current_turn(self) -> Turn | None:
+        if self.turns and self.turns[-1].outcome == "in_progress":
+            return self.turns[-1]
+        return None
+
+    def as_api(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "status": self.status,
+            "model": self.model,
+            "started_at": iso(self.started_at),
+            "last_activity_at": iso(self.last_activity_at),
+            "ended_at": iso(self.ended_at),
+            "turns": self.turn_count,
+            "requests": self.request_count,
+            "tool_calls": self.tool_call_count,
+            "tool_failures": self.tool_failures,
+            "tools": dict(self.tools),
+            **self.tokens.as_api(),
+            "errors": self.errors,
+            "retries": self.retries,
+            "in_flight": len(self.in_flight),
+            "first_prompt": self.first_prompt,
+            "last_text": self.last_text,
+            "entrypoint": self.entrypoint,
+            "claude_code_version": self.cc_version,
+            "live": True,
+        }

@@ -1,0 +1,389 @@
+"""The session tracker: folds domain events into sessions, turns, requests and tool calls.
+
+Claude Code has no notion of a turn on the wire; the tracker infers it:
+- a main-thread request whose newest user message carries human text starts a turn;
+- requests carrying only tool_results continue it; a byte-identical (or non-streaming,
+  or other-model) resend of the same request is a retry, not a new turn;
+- the turn ends with the first main-thread response whose stop_reason is not tool_use;
+- subagent, title and other side requests belong to the turn in progress.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from clauditor.clock import Clock
+from clauditor.domain.events import (
+    DomainEvent,
+    ExchangeFinished,
+    FirstToken,
+    RequestParsed,
+    RequestStarted,
+    ResponseStarted,
+    ToolUseSeen,
+)
+from clauditor.parsing.fold import MessageResult
+from clauditor.parsing.request import ParsedRequest
+from clauditor.parsing.text import summarize_text, tool_input_summary
+from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
+
+log = logging.getLogger(__name__)
+
+TURN_KINDS = frozenset({"main", "compaction"})
+
+
+class TrackerListener:
+    """Consumers of the tracker's state changes override what they need."""
+
+    def session_started(self, session: Session) -> None: ...
+    def session_changed(self, session: Session) -> None: ...
+    def turn_started(self, session: Session, turn: Turn) -> None: ...
+    def turn_ended(self, session: Session, turn: Turn) -> None: ...
+    def request_started(self, session: Session, request: RequestRecord) -> None: ...
+    def request_finished(self, session: Session, request: RequestRecord) -> None: ...
+    def tool_use(self, session: Session, call: ToolCall) -> None: ...
+    def tool_result(self, session: Session, call: ToolCall) -> None: ...
+    def status_changed(self, session: Session, previous: str) -> None: ...
+
+
+def tokens_of(result: MessageResult) -> TokenCounts:
+    u = result.usage
+    return TokenCounts(
+        input=u.input_tokens,
+        output=u.output_tokens,
+        cache_read=u.cache_read_input_tokens,
+        cache_creation=u.cache_creation_input_tokens,
+        cache_creation_1h=u.cache_creation_1h_tokens,
+    )
+
+
+class SessionTracker:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        idle_timeout: float = 300.0,
+        end_timeout: float = 1800.0,
+        requests_kept: int = 500,
+        listeners: Iterable[TrackerListener] = (),
+        loader: Callable[[str], Session | None] | None = None,
+    ) -> None:
+        self.clock = clock
+        self.idle_timeout = idle_timeout
+        self.end_timeout = end_timeout
+        self.sessions: dict[str, Session] = {}
+        self._requests_kept = requests_kept
+        self._recent: dict[str, deque[RequestRecord]] = {}
+        self._tools: dict[str, dict[str, ToolCall]] = {}  # session -> tool_use_id -> call
+        self._by_exchange: dict[int, tuple[Session, RequestRecord]] = {}
+        self._hints: dict[int, str] = {}
+        self.listeners: list[TrackerListener] = list(listeners)
+        # Finds a stored session that becomes live again (--continue, or a core restart).
+        self.loader = loader
+        self.unattributed_requests = 0
+        self.listener_errors = 0
+
+    # -- event entry point ---------------------------------------------------------
+    def handle(self, event: DomainEvent) -> None:
+        if isinstance(event, RequestStarted):
+            self._on_started(event)
+        elif isinstance(event, RequestParsed):
+            self._on_parsed(event)
+        elif isinstance(event, ResponseStarted):
+            self._on_response(event)
+        elif isinstance(event, FirstToken):
+            entry = self._by_exchange.get(event.exchange_id)
+            if entry and entry[1].first_token_at is None:
+                entry[1].first_token_at = event.ts
+        elif isinstance(event, ToolUseSeen):
+            self._on_tool_use(event)
+        elif isinstance(event, ExchangeFinished):
+            self._on_finished(event)
+
+    def _notify(self, method: str, *args: object) -> None:
+        for listener in self.listeners:
+            try:
+                getattr(listener, method)(*args)
+            except Exception:
+                self.listener_errors += 1
+                log.exception("tracker listener %s.%s failed", type(listener).__name__, method)
+
+    # -- sessions ------------------------------------------------------------------
+    def _session(self, session_id: str, ts: float) -> Session:
+        session = self.sessions.get(session_id)
+        if session is not None:
+            return session
+        session = self._load(session_id)
+        resumed = session is not None
+        if session is None:
+            session = Session(session_id=session_id, started_at=ts, last_activity_at=ts)
+        self.sessions[session_id] = session
+        self._recent[session_id] = deque(maxlen=self._requests_kept)
+        self._tools[session_id] = {}
+        if resumed:
+            self._touch(session, ts)
+        else:
+            self._notify("session_started", session)
+        return session
+
+    def _load(self, session_id: str) -> Session | None:
+        if self.loader is None:
+            return None
+        try:
+            return self.loader(session_id)
+        except Exception:
+            log.exception("loading stored session %s failed; starting it afresh", session_id)
+            return None
+
+    def _touch(self, session: Session, ts: float) -> None:
+        session.last_activity_at = max(session.last_activity_at, ts)
+        if session.status != "active":
+            previous = session.status
+            session.status = "active"
+            session.ended_at = None
+            self._notify("status_changed", session, previous)
+
+    def _on_started(self, event: RequestStarted) -> None:
+        # Only a hint: the session becomes "active" as soon as a request starts.
+        if event.session_hint:
+            self._hints[event.exchange_id] = event.session_hint
+            session = self.sessions.get(event.session_hint)
+            if session is not None:
+                self._touch(session, event.ts)
+
+    def _on_parsed(self, event: RequestParsed) -> None:
+        req = event.request
+        hint = self._hints.pop(event.exchange_id, None)
+        session_id = req.session_id or hint
+        if session_id is None:
+            self.unattributed_requests += 1
+            return
+        session = self._session(session_id, event.ts)
+        self._touch(session, event.ts)
+        record = RequestRecord(
+            exchange_id=event.exchange_id,
+            session_id=session_id,
+            started_at=event.ts,
+            kind=req.kind,
+            model_requested=req.model,
+            stream=req.stream,
+            max_tokens=req.max_tokens,
+            fingerprint=req.fingerprint,
+            body_done_at=event.body_done_ts,
+            upstream=event.upstream_host,
+        )
+        if not req.ok:
+            record.error_type = f"request_{req.error}"
+        if req.entrypoint and session.entrypoint is None:
+            session.entrypoint = req.entrypoint
+        if req.cc_version:
+            session.cc_version = req.cc_version
+        self._place_in_turn(session, record, req, event.ts)
+        self._close_tool_calls(session, req, event.ts)
+        session.request_count += 1
+        session.in_flight.add(event.exchange_id)
+        self._recent[session_id].append(record)
+        self._by_exchange[event.exchange_id] = (session, record)
+        self._notify("request_started", session, record)
+        self._notify("session_changed", session)
+
+    def _place_in_turn(
+        self, session: Session, record: RequestRecord, req: ParsedRequest, ts: float
+    ) -> None:
+        current = session.current_turn
+        if req.ok and req.kind in TURN_KINDS:
+            if req.model:
+                session.model = req.model
+            if session.last_fingerprint is not None and req.fingerprint == session.last_fingerprint:
+                record.retry = True
+                session.retries += 1
+            elif req.new_prompt or current is None:
+                if current is not None:
+                    # A new prompt while the previous turn was still going: the user
+                    # interrupted it (Esc) or its final response never reached us.
+                    self._end_turn(session, current, ts, "interrupted")
+                current = self._start_turn(session, req, ts)
+            session.last_fingerprint = req.fingerprint
+            if current is not None and req.kind == "compaction":
+                current.compaction = True
+        if current is not None:
+            record.turn_index = current.index
+            current.requests += 1
+
+    def _start_turn(self, session: Session, req: ParsedRequest, ts: float) -> Turn:
+        session.turn_count += 1
+        turn = Turn(
+            index=session.turn_count,
+            session_id=session.session_id,
+            started_at=ts,
+            prompt=req.prompt if req.new_prompt else None,
+            compaction=req.kind == "compaction",
+        )
+        session.turns.append(turn)
+        if len(session.turns) > self._requests_kept:
+            del session.turns[0]
+        if session.first_prompt is None and req.new_prompt and req.kind == "main" and req.prompt:
+            session.first_prompt = req.prompt
+        self._notify("turn_started", session, turn)
+        return turn
+
+    def _end_turn(self, session: Session, turn: Turn, ts: float, outcome: str) -> None:
+        if turn.outcome != "in_progress":
+            return
+        turn.outcome = outcome  # type: ignore[assignment]
+        turn.ended_at = ts
+        if outcome == "abandoned":
+            for call in self._tools[session.session_id].values():
+                if call.turn_index == turn.index and call.outcome == "pending":
+                    call.outcome = "abandoned"
+                    self._notify("tool_result", session, call)
+        self._notify("turn_ended", session, turn)
+
+    def _turn(self, session: Session, index: int | None) -> Turn | None:
+        if index is None:
+            return None
+        for turn in reversed(session.turns):
+            if turn.index == index:
+                return turn
+        return None
+
+    # -- tools ---------------------------------------------------------------------
+    def _on_tool_use(self, event: ToolUseSeen) -> None:
+        entry = self._by_exchange.get(event.exchange_id)
+        if entry is None:
+            return
+        session, record = entry
+        tu = event.tool_use
+        record.tool_uses.append((tu.id, tu.name))
+        pending = self._tools[session.session_id]
+        if tu.id in pending:
+            return  # a retried response repeating the same tool_use id
+        call = ToolCall(
+            tool_use_id=tu.id,
+            name=tu.name,
+            session_id=session.session_id,
+            turn_index=record.turn_index,
+            request_exchange=record.exchange_id,
+            summary=tool_input_summary(tu.name, tu.input),
+            seen_at=event.ts,
+            subagent=record.kind == "subagent",
+        )
+        pending[tu.id] = call
+        session.tool_call_count += 1
+        session.tools[tu.name] += 1
+        turn = self._turn(session, record.turn_index)
+        if turn is not None:
+            turn.tool_calls += 1
+        self._notify("tool_use", session, call)
+
+    def _close_tool_calls(self, session: Session, req: ParsedRequest, ts: float) -> None:
+        pending = self._tools[session.session_id]
+        for ref in req.tool_results:
+            call = pending.get(ref.tool_use_id)
+            if call is None or call.result_at is not None:
+                continue
+            call.result_at = ts
+            call.outcome = "error" if ref.is_error else "ok"
+            if ref.is_error:
+                session.tool_failures += 1
+            self._notify("tool_result", session, call)
+            # Done calls leave the pending map; the listeners have their copy.
+            del pending[ref.tool_use_id]
+
+    # -- responses -----------------------------------------------------------------
+    def _on_response(self, event: ResponseStarted) -> None:
+        entry = self._by_exchange.get(event.exchange_id)
+        if entry is None:
+            return
+        _, record = entry
+        record.response_started_at = event.ts
+        record.status = event.status
+        record.request_id = event.request_id
+
+    def _on_finished(self, event: ExchangeFinished) -> None:
+        entry = self._by_exchange.pop(event.exchange_id, None)
+        self._hints.pop(event.exchange_id, None)
+        if entry is None:
+            return
+        session, record = entry
+        result = event.result
+        record.ended_at = event.ts
+        record.status = event.status if event.status is not None else record.status
+        record.model_responded = result.model
+        record.stop_reason = result.stop_reason
+        record.error_type = event.error_type or record.error_type
+        record.tokens = tokens_of(result)
+        session.in_flight.discard(event.exchange_id)
+        session.tokens.add(record.tokens)
+        self._touch(session, event.ts)
+        # The tool ran from the end of the response that asked for it.
+        pending = self._tools[session.session_id]
+        for tool_id, _ in record.tool_uses:
+            call = pending.get(tool_id)
+            if call is not None and call.requested_at is None:
+                call.requested_at = event.ts
+        turn = self._turn(session, record.turn_index)
+        if turn is not None:
+            turn.tokens.add(record.tokens)
+        if record.error_type is not None:
+            session.errors += 1
+            if turn is not None:
+                turn.errors += 1
+        elif record.kind in TURN_KINDS:
+            if record.kind == "main" and result.text:
+                session.last_text = summarize_text(result.text)
+            if turn is not None and result.stop_reason != "tool_use":
+                turn.stop_reason = result.stop_reason
+                self._end_turn(session, turn, event.ts, "completed")
+        self._notify("request_finished", session, record)
+        self._notify("session_changed", session)
+
+    # -- time ----------------------------------------------------------------------
+    def tick(self) -> None:
+        """Move sessions to idle / ended and close abandoned turns; call every second."""
+        now = self.clock.now()
+        for session in list(self.sessions.values()):
+            if session.in_flight:
+                continue
+            quiet = now - session.last_activity_at
+            if session.status == "active" and quiet >= self.idle_timeout:
+                session.status = "idle"
+                turn = session.current_turn
+                if turn is not None:
+                    self._end_turn(session, turn, now, "abandoned")
+                self._notify("status_changed", session, "active")
+                self._notify("session_changed", session)
+            if session.status == "idle" and quiet >= self.end_timeout:
+                session.status = "ended"
+                session.ended_at = now
+                self._notify("status_changed", session, "idle")
+                self._notify("session_changed", session)
+                self._forget(session)
+
+    def _forget(self, session: Session) -> None:
+        """Ended sessions leave memory; the store keeps their history."""
+        self.sessions.pop(session.session_id, None)
+        self._recent.pop(session.session_id, None)
+        self._tools.pop(session.session_id, None)
+
+    # -- queries -------------------------------------------------------------------
+    def recent_requests(self, session_id: str) -> list[RequestRecord]:
+        return list(self._recent.get(session_id, ()))
+
+    def pending_tools(self, session_id: str) -> list[ToolCall]:
+        return list(self._tools.get(session_id, {}).values())
+
+    def shutdown(self) -> None:
+        """Core stopping: mark what was live as ended so the store does not keep it active."""
+        now = self.clock.now()
+        for session in list(self.sessions.values()):
+            turn = session.current_turn
+            if turn is not None:
+                self._end_turn(session, turn, now, "abandoned")
+            previous = session.status
+            session.status = "ended"
+            session.ended_at = now
+            self._notify("status_changed", session, previous)
+            self._notify("session_changed", session)

@@ -1,0 +1,201 @@
+"""Live objects → table rows (and back, for sessions resumed after a restart)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from clauditor.clock import iso
+from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
+
+
+def session_row(s: Session) -> dict[str, Any]:
+    return {
+        "session_id": s.session_id,
+        "status": s.status,
+        "model": s.model,
+        "started_at": iso(s.started_at),
+        "last_activity_at": iso(s.last_activity_at),
+        "ended_at": iso(s.ended_at),
+        "turns": s.turn_count,
+        "requests": s.request_count,
+        "tool_calls": s.tool_call_count,
+        "tool_failures": s.tool_failures,
+        "tools_json": json.dumps(dict(s.tools), sort_keys=True),
+        "input_tokens": s.tokens.input,
+        "output_tokens": s.tokens.output,
+        "cache_read_tokens": s.tokens.cache_read,
+        "cache_creation_tokens": s.tokens.cache_creation,
+        "cache_creation_1h_tokens": s.tokens.cache_creation_1h,
+        "errors": s.errors,
+        "retries": s.retries,
+        "first_prompt": s.first_prompt,
+        "summary": s.last_text,
+        "entrypoint": s.entrypoint,
+        "claude_code_version": s.cc_version,
+    }
+
+
+def turn_row(t: Turn) -> dict[str, Any]:
+    return {
+        "session_id": t.session_id,
+        "turn": t.index,
+        "started_at": iso(t.started_at),
+        "ended_at": iso(t.ended_at),
+        "duration_ms": t.duration_ms,
+        "outcome": t.outcome,
+        "stop_reason": t.stop_reason,
+        # The prompt itself is not stored per turn: only the session's first prompt is.
+        "prompt_chars": len(t.prompt) if t.prompt else 0,
+        "requests": t.requests,
+        "tool_calls": t.tool_calls,
+        "errors": t.errors,
+        "compaction": int(t.compaction),
+        "input_tokens": t.tokens.input,
+        "output_tokens": t.tokens.output,
+        "cache_read_tokens": t.tokens.cache_read,
+        "cache_creation_tokens": t.tokens.cache_creation,
+    }
+
+
+def request_row(r: RequestRecord) -> dict[str, Any]:
+    return {
+        "uid": r.uid,
+        "session_id": r.session_id,
+        "turn": r.turn_index,
+        "request_id": r.request_id,
+        "kind": r.kind,
+        "model_requested": r.model_requested,
+        "model_responded": r.model_responded,
+        "stream": int(r.stream),
+        "retry": int(r.retry),
+        "status": r.status,
+        "started_at": iso(r.started_at),
+        "ended_at": iso(r.ended_at),
+        "ttfb_ms": r.ttfb_ms,
+        "ttft_ms": r.ttft_ms,
+        "duration_ms": r.duration_ms,
+        "stop_reason": r.stop_reason,
+        "input_tokens": r.tokens.input,
+        "output_tokens": r.tokens.output,
+        "cache_read_tokens": r.tokens.cache_read,
+        "cache_creation_tokens": r.tokens.cache_creation,
+        "cache_creation_1h_tokens": r.tokens.cache_creation_1h,
+        "tool_uses_json": json.dumps([{"id": i, "name": n} for i, n in r.tool_uses]),
+        "error_type": r.error_type,
+    }
+
+
+def tool_call_row(c: ToolCall) -> dict[str, Any]:
+    return {
+        "session_id": c.session_id,
+        "tool_use_id": c.tool_use_id,
+        "turn": c.turn_index,
+        "name": c.name,
+        "input_summary": c.summary,
+        "outcome": c.outcome,
+        "requested_at": iso(c.requested_at),
+        "result_at": iso(c.result_at),
+        "duration_ms": c.duration_ms,
+        "subagent": int(c.subagent),
+    }
+
+
+def parse_iso(value: str | None) -> float | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def session_from_row(row: dict[str, Any]) -> Session:
+    """Rebuild the counters of a stored session so a resumed session keeps counting."""
+    started = parse_iso(row["started_at"]) or 0.0
+    session = Session(
+        session_id=row["session_id"],
+        started_at=started,
+        last_activity_at=parse_iso(row["last_activity_at"]) or started,
+        status=row["status"] or "ended",
+        model=row["model"],
+        first_prompt=row["first_prompt"],
+        last_text=row["summary"],
+        entrypoint=row["entrypoint"],
+        cc_version=row["claude_code_version"],
+        turn_count=row["turns"] or 0,
+        request_count=row["requests"] or 0,
+        tool_call_count=row["tool_calls"] or 0,
+        tool_failures=row["tool_failures"] or 0,
+        tools=Counter(json.loads(row["tools_json"] or "{}")),
+        tokens=TokenCounts(
+            input=row["input_tokens"] or 0,
+            output=row["output_tokens"] or 0,
+            cache_read=row["cache_read_tokens"] or 0,
+            cache_creation=row["cache_creation_tokens"] or 0,
+            cache_creation_1h=row["cache_creation_1h_tokens"] or 0,
+        ),
+        errors=row["errors"] or 0,
+        retries=row["retries"] or 0,
+        ended_at=parse_iso(row["ended_at"]),
+    )
+    return session
+
+
+def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The API's session object for a stored (not live) session."""
+    return {
+        "session_id": row["session_id"],
+        "status": row["status"],
+        "model": row["model"],
+        "started_at": row["started_at"],
+        "last_activity_at": row["last_activity_at"],
+        "ended_at": row["ended_at"],
+        "turns": row["turns"],
+        "requests": row["requests"],
+        "tool_calls": row["tool_calls"],
+        "tool_failures": row["tool_failures"],
+        "tools": json.loads(row["tools_json"] or "{}"),
+        "input_tokens": row["input_tokens"],
+        "output_tokens": row["output_tokens"],
+        "cache_read_tokens": row["cache_read_tokens"],
+        "cache_creation_tokens": row["cache_creation_tokens"],
+        "errors": row["errors"],
+        "retries": row["retries"],
+        "in_flight": 0,
+        "first_prompt": row["first_prompt"],
+        "last_text": row["summary"],
+        "entrypoint": row["entrypoint"],
+        "claude_code_version": row["claude_code_version"],
+        "live": False,
+    }
+
+
+def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "request_id": row["request_id"],
+        "kind": row["kind"],
+        "turn": row["turn"],
+        "model_requested": row["model_requested"],
+        "model_responded": row["model_responded"],
+        "stream": bool(row["stream"]),
+        "retry": bool(row["retry"]),
+        "started_at": row["started_at"],
+        "ended_at": row["ended_at"],
+        "status": row["status"],
+        "ttfb_ms": row["ttfb_ms"],
+        "ttft_ms": row["ttft_ms"],
+        "duration_ms": row["duration_ms"],
+        "stop_reason": row["stop_reason"],
+        "input_tokens": row["input_tokens"],
+        "output_tokens": row["output_tokens"],
+        "cache_read_tokens": row["cache_read_tokens"],
+        "cache_creation_tokens": row["cache_creation_tokens"],
+        "tool_uses": json.loads(row["tool_uses_json"] or "[]"),
+        "error_type": row["error_type"],
+    }
+
+
+def turn_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: row[k] for k in row if k not in ("session_id", "compaction", "prompt_chars")}
+    out["compaction"] = bool(row["compaction"])
+    return out

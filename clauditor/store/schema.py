@@ -1,0 +1,130 @@
+"""The SQLite schema, as ordered migrations. Each migration runs once, in a transaction.
+
+Privacy: no column holds an API key, a header, a file's contents, a tool's output or
+a full transcript -- only a cleaned, capped first prompt and a compact summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def _v1_base(db: sqlite_utils.Database) -> None:
+    db["sessions"].create(
+        {
+            "session_id": str,
+            "status": str,
+            "model": str,
+            "started_at": str,
+            "last_activity_at": str,
+            "ended_at": str,
+            "turns": int,
+            "requests": int,
+            "tool_calls": int,
+            "tool_failures": int,
+            "tools_json": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cache_read_tokens": int,
+            "cache_creation_tokens": int,
+            "cache_creation_1h_tokens": int,
+            "errors": int,
+            "retries": int,
+            "first_prompt": str,
+            "summary": str,
+            "entrypoint": str,
+            "claude_code_version": str,
+        },
+        pk="session_id",
+    )
+    db["turns"].create(
+        {
+            "session_id": str,
+            "turn": int,
+            "started_at": str,
+            "ended_at": str,
+            "duration_ms": float,
+            "outcome": str,
+            "stop_reason": str,
+            "prompt_chars": int,
+            "requests": int,
+            "tool_calls": int,
+            "errors": int,
+            "compaction": int,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cache_read_tokens": int,
+            "cache_creation_tokens": int,
+        },
+        pk=("session_id", "turn"),
+    )
+    db["requests"].create(
+        {
+            "uid": str,
+            "session_id": str,
+            "turn": int,
+            "request_id": str,
+            "kind": str,
+            "model_requested": str,
+            "model_responded": str,
+            "stream": int,
+            "retry": int,
+            "status": int,
+            "started_at": str,
+            "ended_at": str,
+            "ttfb_ms": float,
+            "ttft_ms": float,
+            "duration_ms": float,
+            "stop_reason": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cache_read_tokens": int,
+            "cache_creation_tokens": int,
+            "cache_creation_1h_tokens": int,
+            "tool_uses_json": str,
+            "error_type": str,
+        },
+        pk="uid",
+    )
+    db["tool_calls"].create(
+        {
+            "session_id": str,
+            "tool_use_id": str,
+            "turn": int,
+            "name": str,
+            "input_summary": str,
+            "outcome": str,
+            "requested_at": str,
+            "result_at": str,
+            "duration_ms": float,
+            "subagent": int,
+        },
+        pk=("session_id", "tool_use_id"),
+    )
+    db["requests"].create_index(["session_id", "started_at"])
+    db["sessions"].create_index(["last_activity_at"])
+    db["tool_calls"].create_index(["name"])
+
+
+MIGRATIONS: list[Migration] = [_v1_base]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Bring db to SCHEMA_VERSION; returns the version it started from."""
+    db.execute("create table if not exists schema_version (version integer not null)")
+    row = db.execute("select max(version) from schema_version").fetchone()
+    current = row[0] or 0
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema v{current} is newer than this clauditor (v{SCHEMA_VERSION})"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        with db.conn:
+            MIGRATIONS[version - 1](db)
+            db.execute("insert into schema_version (version) values (?)", [version])
+    return current

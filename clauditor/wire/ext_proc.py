@@ -1,0 +1,148 @@
+"""The grpc.aio ExternalProcessor: one side stream per HTTP exchange, handed to a sink.
+
+Envoy runs the filter in observability mode, so it never waits for a reply and
+clauditor sends none. If someone runs the filter in normal mode instead, each
+message gets an immediate CONTINUE so traffic still flows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from envoy.config.core.v3.base_pb2 import HeaderMap
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+
+from clauditor.clock import Clock
+from clauditor.wire.exchange import ExchangeObserver, ExchangeSink, Headers, WireStats
+
+log = logging.getLogger(__name__)
+
+_CONTINUE_FOR = {
+    "request_headers": lambda: pb.ProcessingResponse(request_headers=pb.HeadersResponse()),
+    "response_headers": lambda: pb.ProcessingResponse(response_headers=pb.HeadersResponse()),
+    "request_body": lambda: pb.ProcessingResponse(request_body=pb.BodyResponse()),
+    "response_body": lambda: pb.ProcessingResponse(response_body=pb.BodyResponse()),
+    "request_trailers": lambda: pb.ProcessingResponse(request_trailers=pb.TrailersResponse()),
+    "response_trailers": lambda: pb.ProcessingResponse(response_trailers=pb.TrailersResponse()),
+}
+
+
+def decode_headers(header_map: HeaderMap) -> Headers:
+    """Envoy sends either `value` or `raw_value` (bytes) depending on version: read both."""
+    out: Headers = []
+    for h in header_map.headers:
+        value = h.value if h.value else h.raw_value.decode("utf-8", "replace")
+        out.append((h.key.lower(), value))
+    return out
+
+
+class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
+    def __init__(self, sink: ExchangeSink, clock: Clock, stats: WireStats | None = None) -> None:
+        self._sink = sink
+        self._clock = clock
+        self.stats = stats or WireStats()
+        self._ids = itertools.count(1)
+
+    async def Process(
+        self,
+        request_iterator: AsyncIterator[pb.ProcessingRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.ProcessingResponse]:
+        stats = self.stats
+        stats.streams_opened += 1
+        stats.active += 1
+        exchange_id = next(self._ids)
+        observer = self._open(exchange_id)
+        error: str | None = None
+        try:
+            async for message in request_iterator:
+                stats.messages += 1
+                kind = message.WhichOneof("request")
+                if observer is not None and kind is not None:
+                    observer = self._dispatch(observer, kind, message)
+                if not message.observability_mode and kind in _CONTINUE_FOR:
+                    yield _CONTINUE_FOR[kind]()
+        except asyncio.CancelledError:
+            # Envoy reset the side stream (client gone, deferred close timeout...).
+            error = "cancelled"
+            raise
+        except Exception as exc:  # a broken side stream must never take the server down
+            error = type(exc).__name__
+            log.warning("ext_proc stream %d failed: %s", exchange_id, error)
+        finally:
+            stats.active -= 1
+            if error is None:
+                stats.streams_closed += 1
+            else:
+                stats.streams_failed += 1
+                stats.count_error(error)
+            if observer is not None:
+                self._safe(observer.on_close, self._clock.now(), error)
+
+    def _open(self, exchange_id: int) -> ExchangeObserver | None:
+        try:
+            return self._sink.open_exchange(exchange_id, self._clock.now())
+        except Exception:
+            self.stats.consumer_errors += 1
+            log.exception("opening exchange %d failed", exchange_id)
+            return None
+
+    def _dispatch(
+        self, observer: ExchangeObserver, kind: str, message: pb.ProcessingRequest
+    ) -> ExchangeObserver | None:
+        ts = self._clock.now()
+        try:
+            if kind == "request_headers":
+                m = message.request_headers
+                observer.on_request_headers(decode_headers(m.headers), ts, m.end_of_stream)
+            elif kind == "request_body":
+                b = message.request_body
+                self.stats.body_bytes += len(b.body)
+                observer.on_request_body(b.body, ts, b.end_of_stream)
+            elif kind == "response_headers":
+                m = message.response_headers
+                observer.on_response_headers(decode_headers(m.headers), ts, m.end_of_stream)
+            elif kind == "response_body":
+                b = message.response_body
+                self.stats.body_bytes += len(b.body)
+                observer.on_response_body(b.body, ts, b.end_of_stream)
+            # Trailers are configured SKIP; if they come anyway they carry nothing we use.
+        except Exception:
+            # A consumer bug loses this exchange's meaning, never the stream or the server.
+            self.stats.consumer_errors += 1
+            log.exception("consumer failed on %s", kind)
+            return None
+        return observer
+
+    def _safe(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        try:
+            fn(*args)
+        except Exception:
+            self.stats.consumer_errors += 1
+            log.exception("consumer failed on close")
+
+
+async def start_grpc_server(
+    servicer: ExtProcServicer, host: str, port: int
+) -> tuple[grpc.aio.Server, int]:
+    """Bind the ext_proc service; returns the server and the bound port."""
+    server = grpc.aio.server(
+        options=[
+            # Envoy may keep the HTTP/2 connection alive with pings; don't GOAWAY it.
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    pb_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind the gRPC address {host}:{port} (in use?)")
+    await server.start()
+    return server, bound

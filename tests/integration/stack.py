@@ -1,0 +1,108 @@
+"""Start a real `clauditor up` (core + Envoy child processes) on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from clauditor.netaddr import free_port
+from tests.helpers import wait_until
+
+
+@dataclass
+class Stack:
+    proc: subprocess.Popen[str]
+    listen: int
+    grpc: int
+    api: int
+    admin: int
+    db: Path
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.listen}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api}"
+
+    def get(self, path: str, **kw: object) -> httpx.Response:
+        return httpx.get(f"{self.api_url}{path}", timeout=5.0, trust_env=False, **kw)  # type: ignore[arg-type]
+
+    def core_pid(self) -> int:
+        return int(self.get("/api/stats").json()["pid"])
+
+    def core_up(self) -> bool:
+        try:
+            return self.get("/health").text == "ok"
+        except httpx.HTTPError:
+            return False
+
+    def sessions(self) -> list[dict]:
+        return self.get("/api/sessions").json()["sessions"]
+
+    def session(self, session_id: str) -> dict:
+        return self.get(f"/api/sessions/{session_id}").json()
+
+    def envoy_stat(self, name: str) -> int:
+        text = httpx.get(
+            f"http://127.0.0.1:{self.admin}/stats?filter={name}", timeout=5, trust_env=False
+        ).text
+        for line in text.splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        return 0
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+
+def start_stack(upstream: str, tmp: Path, *extra: str, idle_timeout: float = 300.0) -> Stack:
+    ports = [free_port() for _ in range(4)]
+    db = tmp / "clauditor.db"
+    argv = [
+        sys.executable, "-m", "clauditor", "up",
+        "--listen", f"127.0.0.1:{ports[0]}",
+        "--grpc", f"127.0.0.1:{ports[1]}",
+        "--api", f"127.0.0.1:{ports[2]}",
+        "--envoy-admin", f"127.0.0.1:{ports[3]}",
+        "--upstream", upstream,
+        "--db", str(db),
+        "--idle-timeout", str(idle_timeout),
+        *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    stack = Stack(proc, *ports, db=db)
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            stack.log.append(line.rstrip("\n"))
+            if "clauditor is up" in line:
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(40):
+        stack.stop()
+        raise RuntimeError("clauditor up did not start:\n" + "\n".join(stack.log[-40:]))
+    wait_until(stack.core_up, timeout=10)
+    return stack

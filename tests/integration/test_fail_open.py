@@ -1,0 +1,114 @@
+"""Fail-open: the core may die or hang; Claude Code's requests must not notice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from clauditor.testing.fake_upstream import FakeUpstream, Reply
+from tests.helpers import body_bytes, fixture_posts, wait_until
+from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+def _request(session_id: str) -> tuple[list[tuple[str, str]], bytes]:
+    record = fixture_posts("a_plain_text")[0]
+    skip = {"host", "content-length", "connection", "x-claude-code-session-id"}
+    headers = [(k, v) for k, v in record["headers"] if k.lower() not in skip]
+    headers.append(("X-Claude-Code-Session-Id", session_id))
+    # metadata.user_id still names the recorded session; the header wins.
+    return headers, body_bytes(record)
+
+
+def _stream(stack: Stack, session_id: str, on_first_bytes=None) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+    headers, body = _request(session_id)
+    chunks: list[bytes] = []
+    with httpx.stream(
+        "POST", stack.proxy_url + "/v1/messages?beta=true", headers=headers, content=body,
+        timeout=30, trust_env=False,
+    ) as resp:
+        for chunk in resp.iter_raw():
+            if not chunks and on_first_bytes is not None:
+                on_first_bytes()
+            chunks.append(chunk)
+        return resp.status_code, b"".join(chunks)
+
+
+def _slow_reply() -> Reply:
+    return Reply(text="word " * 200, text_chunks=40, event_delay=0.03)
+
+
+def _restarted(stack: Stack, old_pid: int) -> int:
+    def new_pid() -> int | None:
+        if not stack.core_up():
+            return None
+        pid = stack.core_pid()
+        return pid if pid != old_pid else None
+
+    return wait_until(new_pid, timeout=15, interval=0.1)
+
+
+def test_sigkill_core_mid_stream_then_restart(stack: Stack, fake: FakeUpstream) -> None:
+    sid = str(uuid.uuid4())
+    fake.script(sid, [_slow_reply()])
+    pid = stack.core_pid()
+    status, received = _stream(stack, sid, on_first_bytes=lambda: os.kill(pid, signal.SIGKILL))
+    assert status == 200
+    sent = fake.exchanges[-1]
+    assert received == sent.response_bytes
+    assert received.rstrip().endswith(b'{"type":"message_stop"}')
+
+    _restarted(stack, pid)
+    # New traffic is tracked again by the restarted core.
+    sid2 = str(uuid.uuid4())
+    status, _ = _stream(stack, sid2)
+    assert status == 200
+    wait_until(lambda: any(s["session_id"] == sid2 for s in stack.sessions()), timeout=10)
+
+
+def test_sigkill_core_while_idle_traffic_still_flows(stack: Stack, fake: FakeUpstream) -> None:
+    pid = stack.core_pid()
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.1)
+    sid = str(uuid.uuid4())
+    status, received = _stream(stack, sid)  # the core is down right now
+    assert status == 200
+    assert received == fake.exchanges[-1].response_bytes
+    _restarted(stack, pid)
+    assert stack.get("/health").text == "ok"
+
+
+def test_sigstopped_core_does_not_hold_requests(stack: Stack, fake: FakeUpstream) -> None:
+    pid = stack.core_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        results: list[tuple[int, bytes, float]] = []
+
+        def one() -> None:
+            sid = str(uuid.uuid4())
+            t0 = time.monotonic()
+            status, body = _stream(stack, sid)
+            results.append((status, body, time.monotonic() - t0))
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(results) == 4
+        assert all(status == 200 for status, _, _ in results)
+        sent = {e.response_bytes for e in fake.exchanges}
+        assert all(body in sent for _, body, _ in results)
+        # Not a timing assertion on speed, only that nothing waited for the hung core
+        # (Envoy's ext_proc message timeout would be >= 200 ms per message).
+        assert max(elapsed for _, _, elapsed in results) < 10
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert stack.core_up()
