@@ -313,7 +313,8 @@ class SessionTracker:
         record.status = event.status if event.status is not None else record.status
         record.model_responded = result.model
         record.stop_reason = result.stop_reason
-        record.error_type = event.error_type or record.error_type
+        # A request we could not parse is the root cause of whatever the upstream said.
+        record.error_type = record.error_type or event.error_type
         record.tokens = tokens_of(result)
         session.in_flight.discard(event.exchange_id)
         session.tokens.add(record.tokens)

@@ -112,6 +112,8 @@ def test_eight_concurrent_sessions_stay_separate(stack: Stack, fake: FakeUpstrea
 def test_non_messages_traffic_is_ignored_quietly(stack: Stack) -> None:
     r = httpx.head(stack.proxy_url + "/", timeout=5, trust_env=False)
     assert r.status_code == 404
-    stats = wait_until(lambda: stack.get("/api/stats").json()["interpreter"]["ignored"] == 1 or None)
+    stats = wait_until(
+        lambda: stack.get("/api/stats").json()["interpreter"]["ignored"] == 1 or None
+    )
     assert stats
     assert stack.sessions() == []

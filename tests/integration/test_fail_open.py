@@ -31,8 +31,12 @@ def _stream(stack: Stack, session_id: str, on_first_bytes=None) -> tuple[int, by
     headers, body = _request(session_id)
     chunks: list[bytes] = []
     with httpx.stream(
-        "POST", stack.proxy_url + "/v1/messages?beta=true", headers=headers, content=body,
-        timeout=30, trust_env=False,
+        "POST",
+        stack.proxy_url + "/v1/messages?beta=true",
+        headers=headers,
+        content=body,
+        timeout=30,
+        trust_env=False,
     ) as resp:
         for chunk in resp.iter_raw():
             if not chunks and on_first_bytes is not None:

@@ -1,0 +1,91 @@
+"""Bad input through real Envoy: recorded and counted, never fatal to the core."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+
+import httpx
+import pytest
+
+from clauditor.testing.fake_upstream import FakeUpstream, Reply
+from tests.helpers import body_bytes, fixture_posts, wait_until
+from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+def _post(stack: Stack, session_id: str, body: bytes, extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    record = fixture_posts("a_plain_text")[0]
+    skip = {"host", "content-length", "connection", "x-claude-code-session-id"}
+    headers = [(k, v) for k, v in record["headers"] if k.lower() not in skip]
+    headers.append(("X-Claude-Code-Session-Id", session_id))
+    headers += list((extra or {}).items())
+    return httpx.post(
+        stack.proxy_url + "/v1/messages?beta=true",
+        headers=headers,
+        content=body,
+        timeout=20,
+        trust_env=False,
+    )
+
+
+def _request_when(stack: Stack, session_id: str, n: int) -> list[dict]:
+    def done() -> list[dict] | None:
+        r = stack.get(f"/api/sessions/{session_id}")
+        if r.status_code != 200:
+            return None
+        reqs = r.json()["requests"]
+        return reqs if len(reqs) == n and all(q["ended_at"] for q in reqs) else None
+
+    return wait_until(done, timeout=10)
+
+
+def test_bad_input_is_recorded_and_counted(stack: Stack, fake: FakeUpstream) -> None:
+    good = body_bytes(fixture_posts("a_plain_text")[0])
+    cases: list[tuple[str, Reply | None, bytes, dict[str, str] | None, str | None]] = [
+        ("non-json request", None, b"this is {not json", None, "request_not_json"),
+        ("truncated stream", Reply(text="abc " * 50, truncate_after=4), good, None, "truncated"),
+        ("529", Reply(status=529), good, None, "overloaded_error"),
+        ("sse error", Reply(text="x", sse_error_after=3), good, None, "overloaded_error"),
+        ("garbage body", Reply(garbage=b"\xff\xfe\x00garbage\n\n"), good, None, "truncated"),
+        ("gzip response", Reply(text="zipped reply", gzip=True), good, None, None),
+        # The fake cannot read gzip request bodies (400); clauditor can (first_prompt below).
+        (
+            "gzip request",
+            None,
+            gzip.compress(good),
+            {"content-encoding": "gzip"},
+            "invalid_request_error",
+        ),
+    ]
+    ids = {}
+    for name, reply, body, extra, _ in cases:
+        sid = str(uuid.uuid4())
+        ids[name] = sid
+        if reply is not None:
+            fake.script(sid, [reply])
+        try:
+            _post(stack, sid, body, extra)
+        except httpx.RemoteProtocolError:
+            assert name == "truncated stream"  # the upstream cut it; Claude Code sees the same
+
+    for name, _, _, _, expected in cases:
+        (req,) = _request_when(stack, ids[name], 1)
+        assert req["error_type"] == expected, name
+
+    gz = _request_when(stack, ids["gzip response"], 1)[0]
+    assert gz["stop_reason"] == "end_turn"
+    assert gz["output_tokens"] > 0
+    gzreq = stack.session(ids["gzip request"])
+    assert gzreq["session"]["first_prompt"] == "Say hello in five words."
+
+    stats = stack.get("/api/stats").json()
+    assert stats["interpreter"]["bad_requests"] == 1
+    assert stats["interpreter"]["errors_by_type"]["truncated"] == 2
+    assert stats["interpreter"]["errors_by_type"]["overloaded_error"] == 2
+    assert stats["wire"]["consumer_errors"] == 0
+    # ... and the core keeps serving real traffic.
+    sid = str(uuid.uuid4())
+    assert _post(stack, sid, good).status_code == 200
+    assert _request_when(stack, sid, 1)[0]["error_type"] is None

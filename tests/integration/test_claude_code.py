@@ -1,0 +1,104 @@
+"""The real Claude Code CLI through `clauditor up`, against the fake Anthropic upstream."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from clauditor.testing.fake_upstream import FakeUpstream
+from tests.helpers import wait_until
+from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+FAKE_KEY = "sk-ant-test-fake"
+
+
+def claude_binary() -> str:
+    found = os.environ.get("CLAUDE_BIN") or shutil.which("claude")
+    if found and Path(found).exists():
+        return found
+    if os.environ.get("CLAUDITOR_REQUIRE_CLAUDE"):
+        pytest.fail("CLAUDE_BIN is required in CI but the Claude Code CLI was not found")
+    pytest.skip("Claude Code CLI not installed (npm install @anthropic-ai/claude-code; CLAUDE_BIN)")
+
+
+def run_claude(proxy_url: str, tmp: Path, prompt: str) -> list[dict]:
+    """Claude Code in print mode with a throwaway HOME that needs no login."""
+    home, project = tmp / "home", tmp / "project"
+    home.mkdir()
+    project.mkdir()
+    (home / ".claude.json").write_text(
+        json.dumps(
+            {
+                "hasCompletedOnboarding": True,
+                "customApiKeyResponses": {"approved": [FAKE_KEY[-20:]]},
+                "projects": {str(project): {"hasTrustDialogAccepted": True}},
+            }
+        )
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": proxy_url,
+        "ANTHROPIC_API_KEY": FAKE_KEY,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    }
+    argv = [
+        claude_binary(), "-p", prompt, "--output-format", "stream-json", "--verbose",
+        "--allowedTools", "Bash", "Read", "Agent",
+    ]  # fmt: skip
+    done = subprocess.run(
+        argv, cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_claude_code_bash_round_trip(stack: Stack, fake: FakeUpstream, tmp_path: Path) -> None:
+    prompt = 'Run it [[fake:tool Bash {"command": "echo hi", "description": "Print hi"}]]'
+    lines = run_claude(stack.proxy_url, tmp_path, prompt)
+    init = next(x for x in lines if x.get("type") == "system" and x.get("subtype") == "init")
+    result = next(x for x in lines if x.get("type") == "result")
+    session_id = init["session_id"]
+    assert result["subtype"] == "success"
+
+    def tracked() -> dict | None:
+        found = [s for s in stack.sessions() if s["session_id"] == session_id]
+        return (
+            found[0] if found and found[0]["requests"] == 2 and not found[0]["in_flight"] else None
+        )
+
+    session = wait_until(tracked, timeout=15)
+    assert session["turns"] == 1
+    assert session["tool_calls"] == 1
+    assert session["tools"] == {"Bash": 1}
+    assert session["tool_failures"] == 0
+    assert session["model"] == init["model"].removesuffix("[1m]")
+    assert session["first_prompt"].startswith("Run it")
+    # Token totals equal what Claude Code itself reports for the run.
+    usage = result["usage"]
+    assert session["output_tokens"] == usage["output_tokens"]
+    assert session["cache_read_tokens"] == usage["cache_read_input_tokens"]
+    assert session["cache_creation_tokens"] == usage["cache_creation_input_tokens"]
+    assert session["input_tokens"] == usage["input_tokens"]
+
+    detail = stack.session(session_id)
+    tool_use_ids = [t["id"] for r in detail["requests"] for t in r["tool_uses"]]
+    assert len(tool_use_ids) == 1
+    assert detail["turns"][0]["outcome"] == "completed"
+
+    # Nothing secret reached the disk: the key is in every request Claude Code sent.
+    assert any(h == ("x-api-key", FAKE_KEY) for e in fake.exchanges for h in e.headers)
+    stack.stop()
+    for path in stack.db.parent.glob(stack.db.name + "*"):
+        assert FAKE_KEY.encode() not in path.read_bytes(), path
+    assert all(FAKE_KEY not in line for line in stack.log)

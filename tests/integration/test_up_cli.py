@@ -1,0 +1,99 @@
+"""`clauditor up` / `serve` start-up errors and clean shutdown, as a user sees them."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clauditor.netaddr import HostPort, free_port, port_in_use
+from clauditor.testing.fake_upstream import FakeUpstream
+from tests.helpers import wait_until
+from tests.integration.stack import start_stack
+
+pytestmark = pytest.mark.integration
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clauditor", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _ports() -> list[str]:
+    names = ("--listen", "--grpc", "--api", "--envoy-admin")
+    return [x for n in names for x in (n, f"127.0.0.1:{free_port()}")]
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("clauditor:")]
+    assert len(lines) == 1 and needle in lines[0], done.stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = _ports()
+        args[1] = f"127.0.0.1:{port}"
+        done = _run("up", *args, "--db", str(tmp_path / "c.db"))
+    _one_line_error(done, f"--listen 127.0.0.1:{port} is already in use")
+
+
+def test_missing_envoy_is_a_clear_error(tmp_path: Path) -> None:
+    done = _run("up", *_ports(), "--db", str(tmp_path / "c.db"), "--envoy", "/nonexistent/envoy")
+    _one_line_error(done, "Envoy binary not found")
+
+
+def test_unwritable_db_is_a_clear_error(tmp_path: Path) -> None:
+    done = _run("up", *_ports(), "--db", "/proc/clauditor/clauditor.db")
+    _one_line_error(done, "cannot use database /proc/clauditor/clauditor.db")
+
+
+def test_bad_upstream_is_a_clear_error(tmp_path: Path) -> None:
+    done = _run("up", *_ports(), "--db", str(tmp_path / "c.db"), "--upstream", "ftp://x")
+    _one_line_error(done, "upstream must be")
+
+
+def test_serve_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _run(
+            "serve", "--grpc", f"127.0.0.1:{port}", "--api", f"127.0.0.1:{free_port()}",
+            "--db", str(tmp_path / "c.db"),
+        )  # fmt: skip
+    _one_line_error(done, "already in use")
+
+
+def test_sigterm_stops_core_and_envoy(tmp_path: Path) -> None:
+    with FakeUpstream().running_in_thread() as fake:
+        stack = start_stack(fake.url, tmp_path)
+        addrs = [
+            HostPort("127.0.0.1", p) for p in (stack.listen, stack.grpc, stack.api, stack.admin)
+        ]
+        assert all(port_in_use(a) for a in addrs)
+        assert stack.stop() == 0
+    # Nothing is left listening: Envoy and the core are gone with the supervisor.
+    assert not any(port_in_use(a) for a in addrs)
+    assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:" in "\n".join(stack.log)
+
+
+def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+    with FakeUpstream().running_in_thread() as fake:
+        stack = start_stack(fake.url, tmp_path)
+        stack.proc.kill()  # SIGKILL: no chance to clean up; the kernel tells the children
+        stack.proc.wait(10)
+        addrs = [HostPort("127.0.0.1", p) for p in (stack.listen, stack.grpc, stack.api)]
+        wait_until(lambda: not any(port_in_use(a) for a in addrs), timeout=10)

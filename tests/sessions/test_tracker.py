@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import pytest
+
+from clauditor.clock import ManualClock
+from clauditor.parsing.fold import MessageResult
+from clauditor.sessions.models import Session, ToolCall, Turn
+from clauditor.sessions.tracker import SessionTracker, TrackerListener
+from tests.helpers import fixture_posts, headers_of
+from tests.sessions.replay import Replayer
+
+
+class Recorder(TrackerListener):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def turn_started(self, session: Session, turn: Turn) -> None:
+        self.calls.append(("turn_started", turn.index))
+
+    def turn_ended(self, session: Session, turn: Turn) -> None:
+        self.calls.append(("turn_ended", (turn.index, turn.outcome)))
+
+    def tool_result(self, session: Session, call: ToolCall) -> None:
+        self.calls.append(("tool_result", (call.name, call.outcome, call.duration_ms)))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def tracker(clock: ManualClock, recorder: Recorder) -> SessionTracker:
+    return SessionTracker(clock, idle_timeout=300, end_timeout=1800, listeners=[recorder])
+
+
+def test_tool_round_trip(tracker: SessionTracker, clock: ManualClock, recorder: Recorder) -> None:
+    replay = Replayer(tracker, clock)
+    first, second = fixture_posts("b_tool_bash")
+    replay.exchange(first, duration=2.0)
+    clock.advance(0.25)  # Claude Code runs `echo hi`
+    replay.exchange(second, duration=1.0)
+
+    s = tracker.sessions["04d0a982-8c0f-4567-aba3-6d8e967e76cc"]
+    assert (s.turn_count, s.request_count, s.tool_call_count) == (1, 2, 1)
+    assert dict(s.tools) == {"Bash": 1}
+    assert s.tokens.input == 1559 + 41
+    assert s.tokens.cache_creation == 17552 + 1609
+    assert s.tokens.cache_read == 17552
+    assert s.tokens.output == 18 + 19
+    assert s.first_prompt == "Run the shell command: echo hi"
+    assert s.last_text is not None and s.last_text.startswith("Done. The tool returned")
+    assert recorder.calls == [
+        ("turn_started", 1),
+        ("tool_result", ("Bash", "ok", 250.0)),
+        ("turn_ended", (1, "completed")),
+    ]
+    turn = s.turns[0]
+    assert turn.duration_ms == 3250.0
+    assert turn.stop_reason == "end_turn"
+
+
+def test_529_retries_are_one_turn(tracker: SessionTracker, clock: ManualClock) -> None:
+    replay = Replayer(tracker, clock)
+    for record in fixture_posts("f_529_retry"):
+        replay.exchange(record, duration=0.1)
+        clock.advance(0.5)
+    s = tracker.sessions["d0f863f1-9186-497c-819f-fd6a608c0df7"]
+    assert s.turn_count == 1
+    assert s.request_count == 4
+    assert s.retries == 3
+    assert s.errors == 3
+    assert [r.retry for r in tracker.recent_requests(s.session_id)] == [False, True, True, True]
+    assert [r.error_type for r in tracker.recent_requests(s.session_id)] == [
+        "overloaded_error",
+        "overloaded_error",
+        "overloaded_error",
+        None,
+    ]
+    assert s.turns[0].outcome == "completed"
+    assert s.turns[0].errors == 3
+
+
+def test_subagent_belongs_to_the_turn(tracker: SessionTracker, clock: ManualClock) -> None:
+    replay = Replayer(tracker, clock)
+    for record in fixture_posts("e_subagent"):
+        replay.exchange(record)
+    s = tracker.sessions["1f9c118f-ac3d-4d0c-ac7e-d98bab3a5211"]
+    assert s.turn_count == 1
+    assert [r.kind for r in tracker.recent_requests(s.session_id)] == ["main", "subagent", "main"]
+    assert [r.turn_index for r in tracker.recent_requests(s.session_id)] == [1, 1, 1]
+    assert dict(s.tools) == {"Agent": 1}
+    assert s.turns[0].outcome == "completed"
+
+
+def test_title_call_and_two_interactive_turns(tracker: SessionTracker, clock: ManualClock) -> None:
+    replay = Replayer(tracker, clock)
+    for record in fixture_posts("k2_interactive_tmux_json_title"):
+        replay.exchange(record)
+        clock.advance(5)
+    s = tracker.sessions["71e45ecd-61d2-40a6-90f1-7a9b5e6fc9cd"]
+    kinds = [(r.kind, r.turn_index) for r in tracker.recent_requests(s.session_id)]
+    assert kinds == [("title", None), ("main", 1), ("main", 2)]
+    assert s.turn_count == 2
+    assert s.first_prompt == "first interactive prompt"
+    assert [t.prompt for t in s.turns] == ["first interactive prompt", "second interactive prompt"]
+
+
+def test_compaction_is_its_own_turn(tracker: SessionTracker, clock: ManualClock) -> None:
+    replay = Replayer(tracker, clock)
+    (record,) = fixture_posts("e_compact")
+    replay.exchange(record)
+    s = tracker.sessions[headers_of(record)["x-claude-code-session-id"]]
+    assert s.turn_count == 1
+    assert s.turns[0].compaction is True
+    assert s.first_prompt is None  # a /compact instruction is not the user's prompt
+
+
+def test_idle_then_abandoned_then_ended(
+    tracker: SessionTracker, clock: ManualClock, recorder: Recorder
+) -> None:
+    replay = Replayer(tracker, clock)
+    first, _ = fixture_posts("b_tool_bash")
+    replay.exchange(first)  # asks for Bash; the tool_result never comes
+    sid = "04d0a982-8c0f-4567-aba3-6d8e967e76cc"
+    clock.advance(299)
+    tracker.tick()
+    assert tracker.sessions[sid].status == "active"
+    clock.advance(2)
+    tracker.tick()
+    s = tracker.sessions[sid]
+    assert s.status == "idle"
+    assert s.turns[0].outcome == "abandoned"
+    assert ("tool_result", ("Bash", "abandoned", None)) in recorder.calls
+    clock.advance(1800)
+    tracker.tick()
+    assert sid not in tracker.sessions
+    assert s.status == "ended"
+
+
+def test_tool_error_counts_as_failure(tracker: SessionTracker, clock: ManualClock) -> None:
+    replay = Replayer(tracker, clock)
+    first, second = fixture_posts("b_tool_bash")
+    replay.exchange(first)
+    errored = dict(second)
+    body = dict(second["body"])
+    messages = [dict(m) for m in body["messages"]]
+    last = dict(messages[-1])
+    last["content"] = [dict(b, is_error=True) for b in last["content"]]
+    messages[-1] = last
+    body["messages"] = messages
+    errored["body"] = body
+    replay.exchange(errored)
+    s = tracker.sessions["04d0a982-8c0f-4567-aba3-6d8e967e76cc"]
+    assert s.tool_failures == 1
+    assert s.tool_call_count == 1
+
+
+def test_new_prompt_while_turn_open_interrupts(tracker: SessionTracker, clock: ManualClock) -> None:
+    replay = Replayer(tracker, clock)
+    records = fixture_posts("k2_interactive_tmux_json_title")
+    replay.exchange(records[1], result=MessageResult())  # truncated: the turn stays open
+    replay.exchange(records[2])
+    s = tracker.sessions["71e45ecd-61d2-40a6-90f1-7a9b5e6fc9cd"]
+    assert [t.outcome for t in s.turns] == ["interrupted", "completed"]
+
+
+def test_resumed_session_keeps_counting(clock: ManualClock) -> None:
+    stored = Session("04d0a982-8c0f-4567-aba3-6d8e967e76cc", 1.0, 2.0, status="ended")
+    stored.turn_count, stored.request_count = 3, 7
+    stored.tokens.output = 100
+    tracker = SessionTracker(clock, loader=lambda sid: stored if sid == stored.session_id else None)
+    replay = Replayer(tracker, clock)
+    first, second = fixture_posts("b_tool_bash")
+    replay.exchange(first)
+    replay.exchange(second)
+    s = tracker.sessions[stored.session_id]
+    assert s is stored
+    assert s.status == "active"
+    assert (s.turn_count, s.request_count, s.tokens.output) == (4, 9, 100 + 18 + 19)
+    assert s.turns[-1].index == 4
+
+
+def test_listener_failure_is_isolated(clock: ManualClock) -> None:
+    class Broken(TrackerListener):
+        def turn_started(self, session: Session, turn: Turn) -> None:
+            raise RuntimeError("boom")
+
+    tracker = SessionTracker(clock, listeners=[Broken()])
+    Replayer(tracker, clock).exchange(fixture_posts("a_plain_text")[0])
+    assert tracker.listener_errors == 1
+    assert tracker.sessions["ce390b95-ab62-4897-8ffd-7a2f88c2a05e"].turn_count == 1
