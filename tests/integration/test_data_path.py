@@ -12,8 +12,8 @@ from clauditor.parsing.fold import fold_message_json
 from clauditor.parsing.response import ResponseParser
 from clauditor.testing.client import SyntheticSession
 from clauditor.testing.fake_upstream import FakeUpstream
-from tests.integration.stack import Stack
 from tests.helpers import wait_until
+from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
 
