@@ -23,6 +23,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Readiness polls and API reads are not news.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _addr(flag: str):  # type: ignore[no-untyped-def]
@@ -145,6 +147,64 @@ def up(
         sys.exit(Supervisor(config).run())
     except (UpError, UpstreamError) as exc:
         _fail(str(exc))
+
+
+@main.command()
+@click.option("--listen", default="127.0.0.1:10000", callback=_addr("--listen"))
+@_grpc_option
+@_api_option
+@click.option(
+    "--envoy-admin",
+    default="127.0.0.1:9901",
+    callback=_addr("--envoy-admin"),
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="History file for the demo [default: a throw-away file, not your history].",
+)
+@click.option("--sessions", default=3, type=click.IntRange(1, 64), help="Concurrent sessions.")
+@click.option("--turns", default=3, type=click.IntRange(1, 50), help="Turns per session.")
+@click.option(
+    "--once", is_flag=True, help="Stop after the scripted sessions instead of staying up."
+)
+@_log_option
+def demo(
+    listen: HostPort,
+    grpc: HostPort,
+    api: HostPort,
+    envoy_admin: HostPort,
+    db: Path | None,
+    sessions: int,
+    turns: int,
+    once: bool,
+    log_level: str,
+) -> None:
+    """Run the stack against a built-in fake Anthropic and drive a few sessions through it."""
+    import tempfile
+
+    from clauditor.demo import run_demo
+    from clauditor.supervisor import UpConfig, UpError
+
+    _setup_logging(log_level)
+    tmp = tempfile.TemporaryDirectory(prefix="clauditor-demo-")
+    config = UpConfig(
+        listen=listen,
+        grpc=grpc,
+        api=api,
+        admin=envoy_admin,
+        upstream=Upstream.parse("http://127.0.0.1:1"),  # replaced by the fake's address
+        db=db or Path(tmp.name) / "demo.db",
+        serve_args=("--log-level", log_level),
+    )
+    try:
+        code = run_demo(config, sessions=sessions, turns=turns, once=once)
+    except UpError as exc:
+        _fail(str(exc))
+    finally:
+        tmp.cleanup()
+    sys.exit(code)
 
 
 @main.command()

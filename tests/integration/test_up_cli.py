@@ -97,3 +97,16 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         stack.proc.wait(10)
         addrs = [HostPort("127.0.0.1", p) for p in (stack.listen, stack.grpc, stack.api)]
         wait_until(lambda: not any(port_in_use(a) for a in addrs), timeout=10)
+
+
+def test_demo_drives_sessions_through_the_stack() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "clauditor", "demo", "--once", "--sessions", "3", "--turns", "2",
+         *_ports()],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "demo: drove 3 sessions through Envoy" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("demo ") is False]
+    table = [line.split() for line in rows if len(line.split()) > 5 and line.split()[1] == "2"]
+    assert len(table) == 3  # three sessions, two turns each
