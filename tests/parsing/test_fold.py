@@ -145,7 +145,9 @@ def test_float_infinity_and_nested_garbage_in_iterations() -> None:
     delta = (
         '{"type":"message_delta","delta":{"stop_reason":"end_turn"},'
         '"usage":{"output_tokens":1e400,"iterations":[{"type":"message","deep":{"a":[1]},'
-        '"cc":{"x":1,"y":[2]}},"garbage",3]}}'
+        '"cc":{"x":1,"y":[2],"z":1e400},"input_tokens":1e400,"output_tokens":'
+        + str(2**80)
+        + '},"garbage",3]}}'
     )
     r, _ = fold_events([ev(START), ev(delta, "message_delta")])
     assert r.usage.output_tokens == 1

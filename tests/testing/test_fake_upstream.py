@@ -74,7 +74,9 @@ async def post(
     return await http.post(fake.url + "/v1/messages?beta=true", content=data, headers=headers)
 
 
-async def read_raw_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], list[bytes]]:
+async def read_raw_response(
+    reader: asyncio.StreamReader,
+) -> tuple[int, dict[str, str], list[bytes]]:
     """Status, headers and the body as its HTTP chunks (one element when Content-Length)."""
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     lines = head.decode("latin-1").split("\r\n")
@@ -98,7 +100,9 @@ async def read_raw_response(reader: asyncio.StreamReader) -> tuple[int, dict[str
 
 
 async def test_stream_text_folds_to_script(fake: FakeUpstream) -> None:
-    fake.script("s1", [Reply(text="Hello, streaming world!", text_chunks=4, model="claude-sonnet-4-6")])
+    fake.script(
+        "s1", [Reply(text="Hello, streaming world!", text_chunks=4, model="claude-sonnet-4-6")]
+    )
     data = encode(request_body())
     async with httpx.AsyncClient(timeout=5) as http:
         resp = await post(http, fake, data)
@@ -174,7 +178,9 @@ async def test_thinking_and_fallback_blocks(fake: FakeUpstream) -> None:
     assert thinking == "Let me think."
     assert [d["type"] for d in deltas].count("signature_delta") == 1
     # The fallback marker is a start/stop pair with no deltas.
-    assert [json.loads(e.data)["index"] for e in events if e.event == "content_block_delta"][0] == 1
+    assert (
+        next(json.loads(e.data)["index"] for e in events if e.event == "content_block_delta") == 1
+    )
 
 
 async def test_usage_overrides_apply_to_final_usage(fake: FakeUpstream) -> None:
@@ -194,7 +200,9 @@ async def test_usage_overrides_apply_to_final_usage(fake: FakeUpstream) -> None:
 
 
 async def test_unary_when_not_streaming(fake: FakeUpstream) -> None:
-    fake.script("s1", [Reply(text="Plain JSON reply.", tool_calls=[ToolCall("Bash", {"command": "pwd"})])])
+    fake.script(
+        "s1", [Reply(text="Plain JSON reply.", tool_calls=[ToolCall("Bash", {"command": "pwd"})])]
+    )
     data = encode(request_body(stream=False))
     async with httpx.AsyncClient(timeout=5) as http:
         resp = await post(http, fake, data)
@@ -218,7 +226,12 @@ async def test_unary_when_not_streaming(fake: FakeUpstream) -> None:
 
 @pytest.mark.parametrize(
     ("status", "etype"),
-    [(529, "overloaded_error"), (429, "rate_limit_error"), (500, "api_error"), (401, "authentication_error")],
+    [
+        (529, "overloaded_error"),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (401, "authentication_error"),
+    ],
 )
 async def test_error_status_json(fake: FakeUpstream, status: int, etype: str) -> None:
     quota = {"anthropic-ratelimit-unified-status": "rejected", "retry-after": "7"}
@@ -304,7 +317,9 @@ async def test_garbage_body_is_sent_verbatim(fake: FakeUpstream) -> None:
 
 
 async def test_gzip_stream_and_unary(fake: FakeUpstream) -> None:
-    fake.script("s1", [Reply(text="zipped stream", gzip=True), Reply(text="zipped json", gzip=True)])
+    fake.script(
+        "s1", [Reply(text="zipped stream", gzip=True), Reply(text="zipped json", gzip=True)]
+    )
     async with httpx.AsyncClient(timeout=5) as http:
         streamed = await post(http, fake, encode(request_body()))
         unary = await post(http, fake, encode(request_body(stream=False)))
@@ -336,7 +351,12 @@ async def test_keep_alive_reuses_one_connection(fake: FakeUpstream) -> None:
 async def test_raw_wire_chunked_upload_and_one_chunk_per_event(fake: FakeUpstream) -> None:
     data = encode(request_body("raw wire"))
     half = len(data) // 2
-    chunked = b"%x\r\n%b\r\n%x\r\n%b\r\n0\r\n\r\n" % (half, data[:half], len(data) - half, data[half:])
+    chunked = b"%x\r\n%b\r\n%x\r\n%b\r\n0\r\n\r\n" % (
+        half,
+        data[:half],
+        len(data) - half,
+        data[half:],
+    )
     reader, writer = await asyncio.open_connection("127.0.0.1", fake.port)
     try:
         writer.write(
@@ -345,15 +365,19 @@ async def test_raw_wire_chunked_upload_and_one_chunk_per_event(fake: FakeUpstrea
         )
         status, headers, chunks = await read_raw_response(reader)
         unary = encode(request_body("second", stream=False))
-        writer.write(b"POST /v1/messages HTTP/1.1\r\nContent-Length: %d\r\n\r\n%b" % (len(unary), unary))
-        status2, headers2, body2 = await read_raw_response(reader)
+        writer.write(
+            b"POST /v1/messages HTTP/1.1\r\nContent-Length: %d\r\n\r\n%b" % (len(unary), unary)
+        )
+        status2, _, body2 = await read_raw_response(reader)
     finally:
         writer.close()
     assert status == 200
     assert headers["content-type"] == "text/event-stream; charset=utf-8"
     # 10 events (start, ping, block start, 3 deltas, block stop, delta, stop): one chunk each.
     assert len(chunks) == 9
-    assert all(c.startswith(b"event: ") and c.endswith(b"\n\n") and c.count(b"\n\n") == 1 for c in chunks)
+    assert all(
+        c.startswith(b"event: ") and c.endswith(b"\n\n") and c.count(b"\n\n") == 1 for c in chunks
+    )
     assert status2 == 200
     assert json.loads(body2[0])["type"] == "message"
     first, second = await fake.wait_for_async(2, 5)
@@ -369,7 +393,9 @@ async def test_raw_wire_chunked_upload_and_one_chunk_per_event(fake: FakeUpstrea
 async def test_events_per_chunk_and_mid_event_splits(fake: FakeUpstream) -> None:
     # A run of 3-byte characters longer than 2 chunks: 7-byte cuts must land inside one.
     text = "héllo wörld " + "✓" * 21
-    fake.script("raw", [Reply(text=text, events_per_chunk=3), Reply(text=text, chunk_size=7, crlf=True)])
+    fake.script(
+        "raw", [Reply(text=text, events_per_chunk=3), Reply(text=text, chunk_size=7, crlf=True)]
+    )
     data = encode(request_body())
     results: list[tuple[list[bytes], MessageResult]] = []
     reader, writer = await asyncio.open_connection("127.0.0.1", fake.port)
@@ -444,7 +470,10 @@ async def test_default_policy(fake: FakeUpstream) -> None:
     async with httpx.AsyncClient(timeout=5) as http:
         tools = fold((await post(http, fake, encode(request_body(directive)))).content)[0]
         body = request_body("ignored")
-        body["messages"] = [{"role": "user", "content": results}, {"role": "system", "content": "x"}]
+        body["messages"] = [
+            {"role": "user", "content": results},
+            {"role": "system", "content": "x"},
+        ]
         done = fold((await post(http, fake, encode(body))).content)[0]
         plain = fold((await post(http, fake, encode(request_body("just talk")))).content)[0]
     assert [(t.name, t.input) for t in tools.tool_uses] == [
@@ -464,7 +493,10 @@ async def test_model_and_delay_directives_reach_tool_rounds(fake: FakeUpstream) 
         {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
     ]
     body = request_body()
-    body["messages"] = [*history, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]}]
+    body["messages"] = [
+        *history,
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]},
+    ]
     async with httpx.AsyncClient(timeout=5) as http:
         result = fold((await post(http, fake, encode(body))).content)[0]
     assert result.model == "claude-sonnet-4-5-20250929"
@@ -478,10 +510,14 @@ async def test_cache_simulation(fake: FakeUpstream) -> None:
         grown = request_body("second", history=[{"role": "user", "content": "x" * 4000}])
         d2 = encode(grown)
         u2 = fold((await post(http, fake, d2)).content)[0].usage
-        other_model = fold((await post(http, fake, encode(request_body(model="claude-haiku-4-5")))).content)[0].usage
+        other_model = fold(
+            (await post(http, fake, encode(request_body(model="claude-haiku-4-5")))).content
+        )[0].usage
         d4 = encode(request_body(cache=False))
         uncached = fold((await post(http, fake, d4, session="s2")).content)[0].usage
-        hour = fold((await post(http, fake, encode(request_body(ttl="1h")), session="s3")).content)[0].usage
+        hour = fold((await post(http, fake, encode(request_body(ttl="1h")), session="s3")).content)[
+            0
+        ].usage
     assert (u1.input_tokens, u1.cache_creation_input_tokens) == first_usage(d1)
     assert u2.cache_read_input_tokens == u1.cache_creation_input_tokens
     growth = len(d2) // 4 - u2.cache_read_input_tokens
@@ -514,7 +550,10 @@ async def test_script_queue_order_then_default(fake: FakeUpstream) -> None:
     fake.script("q", [Reply(text="one")])
     fake.script("q", [Reply(text="two")])
     async with httpx.AsyncClient(timeout=5) as http:
-        texts = [fold((await post(http, fake, encode(request_body()), session="q")).content)[0].text for _ in range(3)]
+        texts = [
+            fold((await post(http, fake, encode(request_body()), session="q")).content)[0].text
+            for _ in range(3)
+        ]
     assert texts == ["one", "two", "Hello from the fake upstream (request 1)."]
 
 

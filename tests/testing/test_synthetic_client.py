@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from clauditor.parsing.fold import StreamFold, ToolUse
 from clauditor.parsing.sse import SSEDecoder
 from clauditor.testing.client import (
     API_KEY,
@@ -24,7 +25,9 @@ from clauditor.testing.http1 import OrderedHeadersTransport
 pytestmark = pytest.mark.timeout(15)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-BILLING = re.compile(r"^x-anthropic-billing-header: cc_version=2\.1\.197\.[0-9a-f]{3}; cc_entrypoint=sdk-cli;$")
+BILLING = re.compile(
+    r"^x-anthropic-billing-header: cc_version=2\.1\.197\.[0-9a-f]{3}; cc_entrypoint=sdk-cli;$"
+)
 BASH = '[[fake:tool Bash {"command":"ls -la"}]]'
 
 
@@ -96,7 +99,7 @@ async def test_headers_and_body_shape_match_fixture(fake: FakeUpstream) -> None:
     ours = posts(fake)
     assert len(ours) == len(real) == 2
     varying = {"X-Claude-Code-Session-Id", "Host", "Content-Length"}
-    for mine, theirs in zip(ours, real):
+    for mine, theirs in zip(ours, real, strict=True):
         assert [k for k, _ in mine.headers] == [k for k, _ in theirs["headers"]]
         assert [(k, v) for k, v in mine.headers if k not in varying] == [
             (k, v) for k, v in theirs["headers"] if k not in varying
@@ -109,8 +112,26 @@ async def test_headers_and_body_shape_match_fixture(fake: FakeUpstream) -> None:
         assert list(body) == list(ref)
         assert [t["name"] for t in body["tools"]] == [t["name"] for t in ref["tools"]]
         assert [sorted(t) for t in body["tools"]] == [sorted(t) for t in ref["tools"]]
-        assert {k: body[k] for k in ("model", "max_tokens", "thinking", "context_management", "output_config", "stream")} == {
-            k: ref[k] for k in ("model", "max_tokens", "thinking", "context_management", "output_config", "stream")
+        assert {
+            k: body[k]
+            for k in (
+                "model",
+                "max_tokens",
+                "thinking",
+                "context_management",
+                "output_config",
+                "stream",
+            )
+        } == {
+            k: ref[k]
+            for k in (
+                "model",
+                "max_tokens",
+                "thinking",
+                "context_management",
+                "output_config",
+                "stream",
+            )
         }
         assert [sorted(b) for b in body["system"]] == [sorted(b) for b in ref["system"]]
         assert BILLING.match(body["system"][0]["text"])
@@ -154,7 +175,9 @@ async def test_529_gives_up_after_three_resends(fake: FakeUpstream) -> None:
 
 async def test_sse_error_resent_without_stream(fake: FakeUpstream) -> None:
     async with SyntheticSession(fake.url) as s:
-        fake.script(s.session_id, [Reply(text="partial", sse_error_after=3), Reply(text="recovered")])
+        fake.script(
+            s.session_id, [Reply(text="partial", sse_error_after=3), Reply(text="recovered")]
+        )
         result = await s.turn("mid-stream error")
     assert result.statuses == [200, 200]
     assert result.results[0].error_type == "overloaded_error"
@@ -166,7 +189,10 @@ async def test_sse_error_resent_without_stream(fake: FakeUpstream) -> None:
     assert streamed.header("X-Stainless-Timeout") == "600"
     assert unary.stream is False
     assert unary.response_header("content-type") == "application/json"
-    assert s.messages[-1] == {"role": "assistant", "content": [{"type": "text", "text": "recovered"}]}
+    assert s.messages[-1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "recovered"}],
+    }
 
 
 async def test_truncated_stream_is_resent(fake: FakeUpstream) -> None:
@@ -183,7 +209,7 @@ async def test_truncated_stream_is_resent(fake: FakeUpstream) -> None:
 
 async def test_failing_tools_get_is_error(fake: FakeUpstream) -> None:
     async with SyntheticSession(fake.url, failing_tools={"Bash"}) as s:
-        result = await s.turn(f"try {BASH} [[fake:tool Read {{\"file_path\":\"/a\"}}]]")
+        result = await s.turn(f'try {BASH} [[fake:tool Read {{"file_path":"/a"}}]]')
     assert result.tool_uses == ["Bash", "Read"]
     assert result.final_text == "Done: 2 tool result(s) received."
     blocks = posts(fake)[1].json()["messages"][3]["content"]
@@ -203,7 +229,11 @@ async def test_second_turn_moves_marker_and_reads_cache(fake: FakeUpstream) -> N
     assert [m["role"] for m in body["messages"]] == [m["role"] for m in ref["body"]["messages"]]
     assert markers(body) == markers(ref["body"]) == [(3, 0)]
     assert body["messages"][3]["content"] == [
-        {"type": "text", "text": "second interactive prompt", "cache_control": {"type": "ephemeral"}}
+        {
+            "type": "text",
+            "text": "second interactive prompt",
+            "cache_control": {"type": "ephemeral"},
+        }
     ]
     assert [t["name"] for t in body["tools"]] == [t["name"] for t in ref["body"]["tools"]]
     ours = posts(fake)[1]
@@ -245,7 +275,9 @@ async def test_agent_tool_runs_subagent_before_tool_result(fake: FakeUpstream) -
     assert sub.json()["system"][0]["text"].endswith("cc_is_subagent=true;")
     assert sub.json()["messages"][0]["content"][1]["text"] == "Say hello"
     tool_result = main2.json()["messages"][3]["content"][0]
-    assert tool_result["content"] == [{"type": "text", "text": "Hello from the fake upstream (request 2)."}]
+    assert tool_result["content"] == [
+        {"type": "text", "text": "Hello from the fake upstream (request 2)."}
+    ]
     assert len({main1.conn_id, sub.conn_id, main2.conn_id}) == 1
 
 
@@ -262,7 +294,10 @@ async def test_title_call_shape(fake: FakeUpstream) -> None:
     assert b"cache_control" not in ex.body
     assert body["output_config"] == ref["body"]["output_config"]
     assert body["thinking"] == {"type": "disabled"}
-    assert body["messages"][0]["content"][0]["text"] == ref["body"]["messages"][0]["content"][0]["text"]
+    assert (
+        body["messages"][0]["content"][0]["text"]
+        == ref["body"]["messages"][0]["content"][0]["text"]
+    )
     assert body["system"][1] == ref["body"]["system"][1]
     assert ex.header("anthropic-beta") == dict(ref["headers"])["anthropic-beta"]
     assert title.usages[0].cache_creation_input_tokens == 0
@@ -306,14 +341,16 @@ async def test_connection_close_is_not_reused(fake: FakeUpstream) -> None:
     async with httpx.AsyncClient(transport=transport, timeout=5) as http:
         for conn in ("keep-alive", "keep-alive", "close", "keep-alive"):
             resp = await http.send(
-                httpx.Request("GET", fake.url + "/x", headers=[("Connection", conn)])
+                httpx.Request(
+                    "GET", fake.url + "/x", headers=[("Connection", conn), ("Host", "example.test")]
+                )
             )
             assert resp.status_code == 404
             assert resp.json()["error"]["type"] == "not_found_error"
     assert transport.connections_opened == 2
     assert [e.conn_id for e in fake.exchanges] == [1, 1, 1, 2]
-    assert fake.exchanges[0].headers[0] == ("Connection", "keep-alive")
-    assert fake.exchanges[0].headers[1][0] == "Host"
+    # Given order kept (h11 would have moved Host first), nothing added for a bodiless GET.
+    assert fake.exchanges[0].headers == [("Connection", "keep-alive"), ("Host", "example.test")]
 
 
 async def test_sse_decoder_sees_same_bytes_as_fake_sent(fake: FakeUpstream) -> None:
@@ -335,26 +372,26 @@ async def test_run_demo_sessions(fake: FakeUpstream) -> None:
     assert elapsed < 10
     heads = [e for e in fake.exchanges if e.method == "HEAD"]
     assert len(heads) == 3
+    real_head = json.loads((FIXTURES / "b_tool_bash.jsonl").read_text().splitlines()[0])
+    assert real_head["method"] == "HEAD"
+    assert {tuple(k for k, _ in h.headers) for h in heads} == {
+        tuple(k for k, _ in real_head["headers"])
+    }
     assert {h.header("User-Agent") for h in heads} == {"Bun/1.4.0"}
+    assert {h.status for h in heads} == {404}
     for i, sid in enumerate(ids):
         mine = [e for e in posts(fake) if e.session_id == sid]
         assert len(mine) == 3  # one tool turn (2 requests) + one plain turn
         assert {e.status for e in mine} == {200}
         assert len({e.conn_id for e in mine}) == 1
-        tools = [
-            t.name
-            for e in mine
-            for t in _fold_tools(e.response_bytes)
-        ]
+        tools = [t.name for e in mine for t in _fold_tools(e.response_bytes)]
         assert tools == [("Bash", "Read", "Grep")[i]]
         # Nine events at 0.01 s apart at least.
         assert all(e.ended - e.started >= 0.08 for e in mine)
     assert len({e.conn_id for e in posts(fake)}) == 3
 
 
-def _fold_tools(raw: bytes) -> list[Any]:
-    from clauditor.parsing.fold import StreamFold
-
+def _fold_tools(raw: bytes) -> list[ToolUse]:
     fold = StreamFold()
     for ev in SSEDecoder().feed(raw):
         fold.feed(ev)
