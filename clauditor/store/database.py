@@ -45,6 +45,6 @@ def open_database(path: Path | str) -> sqlite_utils.Database:
         with db.conn:
             db.execute("create table if not exists _write_probe (x)")
             db.execute("drop table _write_probe")
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, RuntimeError) as exc:  # RuntimeError: schema too new
         raise StoreError(f"cannot use database {path}: {exc}") from exc
     return db

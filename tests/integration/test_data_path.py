@@ -117,3 +117,33 @@ def test_non_messages_traffic_is_ignored_quietly(stack: Stack) -> None:
     )
     assert stats
     assert stack.sessions() == []
+
+
+def test_history_survives_a_restart(fake: FakeUpstream, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.stack import start_stack
+
+    first = start_stack(fake.url, tmp_path)
+    try:
+
+        async def drive() -> str:
+            async with SyntheticSession(first.proxy_url) as s:
+                await s.turn(f"before restart {BASH}")
+                return s.session_id
+
+        session_id = asyncio.run(drive())
+        before = _session_when(first, session_id, requests=2, in_flight=0)
+    finally:
+        assert first.stop() == 0
+
+    second = start_stack(fake.url, tmp_path)  # same database file
+    try:
+        (after,) = [s for s in second.sessions() if s["session_id"] == session_id]
+        assert after["live"] is False
+        assert after["status"] == "ended"
+        for key in ("turns", "requests", "tool_calls", "tools", "output_tokens", "first_prompt"):
+            assert after[key] == before[key], key
+        detail = second.session(session_id)
+        assert len(detail["requests"]) == 2
+        assert detail["tool_calls"][0]["name"] == "Bash"
+    finally:
+        assert second.stop() == 0

@@ -373,7 +373,7 @@ async def test_raw_wire_chunked_upload_and_one_chunk_per_event(fake: FakeUpstrea
         writer.close()
     assert status == 200
     assert headers["content-type"] == "text/event-stream; charset=utf-8"
-    # 10 events (start, ping, block start, 3 deltas, block stop, delta, stop): one chunk each.
+    # 9 events (start, ping, block start, 3 deltas, block stop, delta, stop): one chunk each.
     assert len(chunks) == 9
     assert all(
         c.startswith(b"event: ") and c.endswith(b"\n\n") and c.count(b"\n\n") == 1 for c in chunks
@@ -542,7 +542,7 @@ async def test_session_from_metadata_and_wildcard_script(fake: FakeUpstream) -> 
         after = fold((await post(http, fake, encode(request_body()), session=None)).content)[0]
     assert meta.text == "scripted for metadata"
     assert anon.text == "wildcard"
-    assert after.text == "Hello from the fake upstream (request 1)."
+    assert after.text == "Hello from the fake upstream (request 2)."
     assert [e.session_id for e in fake.exchanges] == ["meta-sess", None, None]
 
 
@@ -554,7 +554,7 @@ async def test_script_queue_order_then_default(fake: FakeUpstream) -> None:
             fold((await post(http, fake, encode(request_body()), session="q")).content)[0].text
             for _ in range(3)
         ]
-    assert texts == ["one", "two", "Hello from the fake upstream (request 1)."]
+    assert texts == ["one", "two", "Hello from the fake upstream (request 3)."]
 
 
 def test_running_in_thread_for_sync_code() -> None:
