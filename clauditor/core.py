@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -70,6 +72,10 @@ class Core:
 
     async def start(self) -> None:
         self.store.start()
+        for session_id in self.store.unfinished_session_ids():
+            session = self.store.load_session(session_id)
+            if session is not None:
+                self.tracker.adopt(session)
         self.bus.start()
         try:
             self._grpc, self.grpc_port = await start_grpc_server(
@@ -145,12 +151,24 @@ def check_ports(*addrs: HostPort) -> None:
             raise CoreError(f"address {addr} is already in use")
 
 
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: it re-raises SIGTERM after shutdown,
+    which would kill the process before the core flushes its store."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+
 async def serve(config: CoreConfig, clock: Clock | None = None) -> None:
     """Run the core (ext_proc gRPC + HTTP API) until SIGINT/SIGTERM."""
     check_ports(config.grpc, config.api)
     core = Core(config, clock)
     await core.start()
-    server = uvicorn.Server(
+    server = _ApiServer(
         uvicorn.Config(
             create_app(core),
             host=config.api.host,
@@ -160,6 +178,9 @@ async def serve(config: CoreConfig, clock: Clock | None = None) -> None:
             lifespan="off",
         )
     )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     log.info("clauditor core: ext_proc on %s, API on %s", config.grpc, config.api)
     try:
         await server.serve()

@@ -207,6 +207,8 @@ class Session:
     # Retry detection: the fingerprint of the newest main-thread request.
     last_fingerprint: str | None = None
     in_flight: set[int] = field(default_factory=set)
+    # tool_use id -> call, from the tool_use block until its tool_result arrives.
+    pending_tools: dict[str, ToolCall] = field(default_factory=dict)
 
     @property
     def current_turn(self) -> Turn | None:

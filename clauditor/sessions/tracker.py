@@ -76,7 +76,6 @@ class SessionTracker:
         self.sessions: dict[str, Session] = {}
         self._requests_kept = requests_kept
         self._recent: dict[str, deque[RequestRecord]] = {}
-        self._tools: dict[str, dict[str, ToolCall]] = {}  # session -> tool_use_id -> call
         self._by_exchange: dict[int, tuple[Session, RequestRecord]] = {}
         self._hints: dict[int, str] = {}
         self.listeners: list[TrackerListener] = list(listeners)
@@ -121,12 +120,19 @@ class SessionTracker:
             session = Session(session_id=session_id, started_at=ts, last_activity_at=ts)
         self.sessions[session_id] = session
         self._recent[session_id] = deque(maxlen=self._requests_kept)
-        self._tools[session_id] = {}
         if resumed:
             self._touch(session, ts)
         else:
             self._notify("session_started", session)
         return session
+
+    def adopt(self, session: Session) -> None:
+        """Take over a session a previous core left live (crash or restart): the idle and
+        end timers then treat it like any other, and its next request continues it."""
+        if session.session_id in self.sessions:
+            return
+        self.sessions[session.session_id] = session
+        self._recent[session.session_id] = deque(maxlen=self._requests_kept)
 
     def _load(self, session_id: str) -> Session | None:
         if self.loader is None:
@@ -235,7 +241,7 @@ class SessionTracker:
         turn.outcome = outcome  # type: ignore[assignment]
         turn.ended_at = ts
         if outcome == "abandoned":
-            for call in self._tools[session.session_id].values():
+            for call in session.pending_tools.values():
                 if call.turn_index == turn.index and call.outcome == "pending":
                     call.outcome = "abandoned"
                     self._notify("tool_result", session, call)
@@ -257,7 +263,7 @@ class SessionTracker:
         session, record = entry
         tu = event.tool_use
         record.tool_uses.append((tu.id, tu.name))
-        pending = self._tools[session.session_id]
+        pending = session.pending_tools
         if tu.id in pending:
             return  # a retried response repeating the same tool_use id
         call = ToolCall(
@@ -279,7 +285,7 @@ class SessionTracker:
         self._notify("tool_use", session, call)
 
     def _close_tool_calls(self, session: Session, req: ParsedRequest, ts: float) -> None:
-        pending = self._tools[session.session_id]
+        pending = session.pending_tools
         for ref in req.tool_results:
             call = pending.get(ref.tool_use_id)
             if call is None or call.result_at is not None:
@@ -320,7 +326,7 @@ class SessionTracker:
         session.tokens.add(record.tokens)
         self._touch(session, event.ts)
         # The tool ran from the end of the response that asked for it.
-        pending = self._tools[session.session_id]
+        pending = session.pending_tools
         for tool_id, _ in record.tool_uses:
             call = pending.get(tool_id)
             if call is not None and call.requested_at is None:
@@ -367,14 +373,14 @@ class SessionTracker:
         """Ended sessions leave memory; the store keeps their history."""
         self.sessions.pop(session.session_id, None)
         self._recent.pop(session.session_id, None)
-        self._tools.pop(session.session_id, None)
 
     # -- queries -------------------------------------------------------------------
     def recent_requests(self, session_id: str) -> list[RequestRecord]:
         return list(self._recent.get(session_id, ()))
 
     def pending_tools(self, session_id: str) -> list[ToolCall]:
-        return list(self._tools.get(session_id, {}).values())
+        session = self.sessions.get(session_id)
+        return list(session.pending_tools.values()) if session else []
 
     def shutdown(self) -> None:
         """Core stopping: mark what was live as ended so the store does not keep it active."""

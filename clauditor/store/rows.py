@@ -141,6 +141,44 @@ def session_from_row(row: dict[str, Any]) -> Session:
     return session
 
 
+def turn_from_row(row: dict[str, Any]) -> Turn:
+    turn = Turn(
+        index=row["turn"],
+        session_id=row["session_id"],
+        started_at=parse_iso(row["started_at"]) or 0.0,
+        prompt=None,  # never stored per turn
+        ended_at=parse_iso(row["ended_at"]),
+        outcome=row["outcome"],
+        stop_reason=row["stop_reason"],
+        requests=row["requests"] or 0,
+        tool_calls=row["tool_calls"] or 0,
+        errors=row["errors"] or 0,
+        compaction=bool(row["compaction"]),
+    )
+    turn.tokens = TokenCounts(
+        input=row["input_tokens"] or 0,
+        output=row["output_tokens"] or 0,
+        cache_read=row["cache_read_tokens"] or 0,
+        cache_creation=row["cache_creation_tokens"] or 0,
+    )
+    return turn
+
+
+def tool_call_from_row(row: dict[str, Any]) -> ToolCall:
+    return ToolCall(
+        tool_use_id=row["tool_use_id"],
+        name=row["name"],
+        session_id=row["session_id"],
+        turn_index=row["turn"],
+        request_exchange=0,  # the exchange belonged to the previous core
+        summary=row["input_summary"] or "",
+        seen_at=parse_iso(row["requested_at"]) or 0.0,
+        requested_at=parse_iso(row["requested_at"]),
+        outcome=row["outcome"],
+        subagent=bool(row["subagent"]),
+    )
+
+
 def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
     """The API's session object for a stored (not live) session."""
     return {

@@ -43,6 +43,11 @@ class Store(TrackerListener):
         turn = next((t for t in reversed(session.turns) if t.index == request.turn_index), None)
         if turn is not None:
             self.writer.put("turns", rows.turn_row(turn))
+        # The response end is when its tools were asked for (requested_at is set now).
+        for tool_use_id, _ in request.tool_uses:
+            call = session.pending_tools.get(tool_use_id)
+            if call is not None:
+                self.writer.put("tool_calls", rows.tool_call_row(call))
 
     def tool_use(self, session: Session, call: ToolCall) -> None:
         self.writer.put("tool_calls", rows.tool_call_row(call))
@@ -59,9 +64,37 @@ class Store(TrackerListener):
         db = connect(self.path)
         try:
             found = list(db.query("select * from sessions where session_id = ?", [session_id]))
+            if not found:
+                return None
+            session = rows.session_from_row(found[0])
+            # A turn the previous core left open continues where it was.
+            last = list(
+                db.query(
+                    "select * from turns where session_id = ? order by turn desc limit 1",
+                    [session_id],
+                )
+            )
+            if last and last[0]["outcome"] == "in_progress":
+                session.turns.append(rows.turn_from_row(last[0]))
+            for row in db.query(
+                "select * from tool_calls where session_id = ? and outcome = 'pending'",
+                [session_id],
+            ):
+                call = rows.tool_call_from_row(row)
+                session.pending_tools[call.tool_use_id] = call
+            return session
         finally:
             db.conn.close()
-        return rows.session_from_row(found[0]) if found else None
+
+    def unfinished_session_ids(self) -> list[str]:
+        """Sessions a previous core was tracking when it stopped without closing them."""
+        db = connect(self.path)
+        try:
+            return [
+                r[0] for r in db.execute("select session_id from sessions where status != 'ended'")
+            ]
+        finally:
+            db.conn.close()
 
     def _list_sessions(self, limit: int, days: float | None, status: str | None) -> list[dict]:
         where, params = [], []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 import time
 import uuid
@@ -11,8 +12,8 @@ import uuid
 import httpx
 import pytest
 
-from clauditor.testing.fake_upstream import FakeUpstream, Reply
-from tests.helpers import body_bytes, fixture_posts, wait_until
+from clauditor.testing.fake_upstream import FakeUpstream, Reply, ToolCall
+from tests.helpers import body_bytes, fixture_posts, headers_of, wait_until
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -116,3 +117,43 @@ def test_sigstopped_core_does_not_hold_requests(stack: Stack, fake: FakeUpstream
     finally:
         os.kill(pid, signal.SIGCONT)
     assert stack.core_up()
+
+
+def test_core_restart_mid_turn_resumes_the_turn(stack: Stack, fake: FakeUpstream) -> None:
+    first, second = fixture_posts("b_tool_bash")
+    sid = headers_of(first)["x-claude-code-session-id"]
+    tool_id = first["response"]["content"][1]["id"]
+    fake.script(sid, [Reply(tool_calls=[ToolCall("Bash", {"command": "echo hi"}, id=tool_id)])])
+
+    def post(record: dict) -> int:
+        skip = {"host", "content-length", "connection"}
+        headers = [(k, v) for k, v in record["headers"] if k.lower() not in skip]
+        return httpx.post(
+            stack.proxy_url + "/v1/messages?beta=true",
+            headers=headers,
+            content=body_bytes(record),
+            timeout=20,
+            trust_env=False,
+        ).status_code
+
+    assert post(first) == 200
+    wait_until(lambda: stack.session(sid).get("session", {}).get("in_flight") == 0, timeout=10)
+    time.sleep(0.8)  # > the store's flush interval: the open turn and pending tool are on disk
+    pid = stack.core_pid()
+    os.kill(pid, signal.SIGKILL)
+    _restarted(stack, pid)
+    assert post(second) == 200  # the tool_result arrives at the new core
+
+    def settled() -> dict | None:
+        s = stack.session(sid)
+        return s if s["session"]["requests"] == 2 and not s["session"]["in_flight"] else None
+
+    detail = wait_until(settled, timeout=10)
+    assert detail["session"]["turns"] == 1
+    assert detail["session"]["tool_calls"] == 1
+    assert [t["outcome"] for t in detail["turns"]] == ["completed"]
+    time.sleep(0.8)
+    stack.stop()
+    with sqlite3.connect(stack.db) as db:
+        calls = db.execute("select name, outcome, duration_ms from tool_calls").fetchall()
+    assert len(calls) == 1 and calls[0][:2] == ("Bash", "ok") and calls[0][2] > 0

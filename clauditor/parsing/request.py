@@ -1,0 +1,303 @@
+"""What one /v1/messages request says: session, kind of call, prompt, cache setup, retry key.
+
+One json.loads, then only the few fields we need; messages are walked once without
+copying their (possibly multi-MB) content. Hostile bodies never raise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from clauditor.parsing.text import clean_prompt
+
+RequestKind = Literal["main", "subagent", "title", "compaction", "other"]
+SessionSource = Literal["header", "metadata", "metadata_legacy", "derived"]
+
+MAX_ID = 128  # ids, versions, model names: longer values are garbage, not ids
+MAX_USER_ID = 4096
+BILLING_PREFIX = "x-anthropic-billing-header:"
+COMPACT_PREFIX = "CRITICAL: Respond with TEXT ONLY"
+SUBAGENT_MARKER = "You are an agent for Claude Code"
+
+_LEGACY_SESSION = re.compile(r"_session_([0-9a-f-]{36})")
+_LEGACY_DEVICE = re.compile(r"^user_([0-9a-f]{64})")
+# cc_version=2.1.197.7b2: the 3-hex suffix fingerprints the first prompt, not the build.
+_CC_VERSION = re.compile(r"^(\d+\.\d+\.\d+)\.[0-9a-f]{3}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultRef:
+    tool_use_id: str
+    is_error: bool
+
+
+@dataclass(slots=True)
+class ParsedRequest:
+    ok: bool  # False: body not a JSON object; `error` says why
+    error: str | None = None  # "not_json" | "not_object" | "empty" | "undecodable_encoding"...
+    model: str | None = None
+    stream: bool = False
+    max_tokens: int | None = None
+    betas: tuple[str, ...] = ()
+    session_id: str | None = None
+    session_source: SessionSource | None = None
+    device_id: str | None = None
+    kind: RequestKind = "other"
+    cc_version: str | None = None
+    entrypoint: str | None = None
+    user_agent: str | None = None
+    cache_ttl_seconds: int = 300
+    cache_breakpoints: int = 0
+    tool_names: tuple[str, ...] = ()
+    tool_results: tuple[ToolResultRef, ...] = ()
+    new_prompt: bool = False
+    prompt: str | None = None
+    message_count: int = 0
+    conversation_messages: int = 0
+    thinking: str | None = None
+    effort: str | None = None
+    context_1m: bool = False
+    fingerprint: str = ""
+    body_bytes: int = 0
+
+
+def _str(v: Any, cap: int = MAX_ID) -> str | None:
+    if isinstance(v, str):
+        v = v.strip()
+        if v and len(v) <= cap:
+            return v
+    return None
+
+
+def _utf8(s: str) -> bytes:
+    # JSON strings may hold lone surrogates; hashing must not choke on them.
+    return s.encode("utf-8", "surrogatepass")
+
+
+def _texts(content: Any) -> list[str]:
+    """The text of a message: a plain string, or its text blocks."""
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        return []
+    return [
+        b["text"]
+        for b in content
+        if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+    ]
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def _add_betas(out: list[str], values: Any) -> None:
+    for v in values:
+        if isinstance(v, str):
+            v = v.strip()
+            if v and len(v) <= MAX_ID and v not in out:
+                out.append(v)
+
+
+def _from_headers(r: ParsedRequest, headers: Mapping[str, str]) -> list[str]:
+    betas: list[str] = []
+    beta = headers.get("anthropic-beta")
+    if isinstance(beta, str):
+        _add_betas(betas, beta.split(","))
+    sid = _str(headers.get("x-claude-code-session-id"))
+    if sid:
+        r.session_id, r.session_source = sid, "header"
+    r.user_agent = _str(headers.get("user-agent"), 512)
+    return betas
+
+
+def _from_metadata(r: ParsedRequest, metadata: Any) -> None:
+    if not isinstance(metadata, dict):
+        return
+    uid = _str(metadata.get("user_id"), MAX_USER_ID)
+    if uid is None:
+        return
+    sid = dev = None
+    source: SessionSource
+    if uid.startswith("{"):
+        # Claude Code >= 2.x: a JSON document inside the string.
+        try:
+            m = json.loads(uid)
+        except (ValueError, RecursionError):
+            m = None
+        if not isinstance(m, dict):
+            return
+        sid, dev, source = _str(m.get("session_id")), _str(m.get("device_id")), "metadata"
+    else:
+        # Older builds: user_<64 hex>_account_<uuid|empty>_session_<uuid>.
+        ms = _LEGACY_SESSION.search(uid)
+        md = _LEGACY_DEVICE.match(uid)
+        sid = ms.group(1) if ms else None
+        dev = md.group(1) if md else None
+        source = "metadata_legacy"
+    r.device_id = dev
+    if r.session_id is None and sid:
+        r.session_id, r.session_source = sid, source
+
+
+def _billing(r: ParsedRequest, system_texts: list[str]) -> str | None:
+    for t in system_texts:
+        if t.startswith(BILLING_PREFIX):
+            line = t[len(BILLING_PREFIX) : len(BILLING_PREFIX) + 512]
+            for part in line.split(";"):
+                key, _, value = part.strip().partition("=")
+                if key == "cc_version":
+                    m = _CC_VERSION.match(value)
+                    r.cc_version = m.group(1) if m else _str(value)
+                elif key == "cc_entrypoint":
+                    r.entrypoint = _str(value)
+            return line
+    return None
+
+
+def _cache(blocks: list[Any]) -> tuple[int, bool]:
+    n, one_hour = 0, False
+    for b in blocks:
+        if isinstance(b, dict):
+            cc = b.get("cache_control")
+            if isinstance(cc, dict):
+                n += 1
+                if cc.get("ttl") == "1h":
+                    one_hour = True
+    return n, one_hour
+
+
+def _first_user_key(messages: list[dict[str, Any]]) -> str | None:
+    """A stable digest of the first user message (cache markers and block keys ignored)."""
+    for m in messages:
+        if m.get("role") != "user":
+            continue
+        c = m.get("content")
+        if isinstance(c, str):
+            parts = [c]
+        else:
+            parts = [
+                b["text"] if isinstance(b.get("text"), str) else f"<{b.get('type')}>"
+                for b in _blocks(c)
+            ]
+        h = hashlib.sha256(_utf8("\x1f".join(parts))).hexdigest()
+        return f"anon-{h[:16]}"
+    return None
+
+
+def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
+    r.model = _str(b.get("model"))
+    r.stream = b.get("stream") is True
+    mt = b.get("max_tokens")
+    r.max_tokens = mt if type(mt) is int and 0 <= mt < 1 << 53 else None
+    body_betas = b.get("betas")
+    if isinstance(body_betas, list):
+        _add_betas(betas, body_betas)
+    thinking, oc = b.get("thinking"), b.get("output_config")
+    r.thinking = _str(thinking.get("type")) if isinstance(thinking, dict) else None
+    r.effort = _str(oc.get("effort")) if isinstance(oc, dict) else None
+    _from_metadata(r, b.get("metadata"))
+
+    system = b.get("system")
+    system_blocks = _blocks(system)
+    system_texts = [system] if isinstance(system, str) else _texts(system)
+    billing = _billing(r, system_texts)
+
+    tools_raw = b.get("tools")
+    tools = _blocks(tools_raw)
+    r.tool_names = tuple(n for n in (_str(t.get("name")) for t in tools) if n)
+
+    messages = _blocks(b.get("messages"))
+    r.message_count = len(messages)
+    conv = 0
+    newest_user: dict[str, Any] | None = None
+    breakpoints, one_hour = _cache(system_blocks)
+    n, h = _cache(tools)
+    breakpoints, one_hour = breakpoints + n, one_hour or h
+    for m in messages:
+        role = m.get("role")
+        if role == "user" or role == "assistant":
+            conv += 1
+            if role == "user":
+                newest_user = m
+        c = m.get("content")
+        if isinstance(c, list):
+            n, h = _cache(c)
+            breakpoints, one_hour = breakpoints + n, one_hour or h
+    r.conversation_messages = conv
+    r.cache_breakpoints = breakpoints
+    r.cache_ttl_seconds = 3600 if one_hour else 300
+
+    if r.session_id is None:
+        sid = _first_user_key(messages)
+        if sid:
+            r.session_id, r.session_source = sid, "derived"
+
+    user_content = newest_user.get("content") if newest_user else None
+    user_texts = _texts(user_content)
+    refs = []
+    for blk in _blocks(user_content):
+        if blk.get("type") == "tool_result":
+            tid = _str(blk.get("tool_use_id"))
+            if tid:
+                refs.append(ToolResultRef(tid, blk.get("is_error") is True))
+    r.tool_results = tuple(refs)
+
+    # Kind, most specific first (see claude-code-wire.md "How to tell request kinds apart").
+    fmt = oc.get("format") if isinstance(oc, dict) else None
+    if not tools and (
+        (isinstance(fmt, dict) and fmt.get("type") == "json_schema")
+        or any("Write the title" in t or "<session>" in t for t in user_texts)
+    ):
+        r.kind = "title"
+    elif any(t.lstrip().startswith(COMPACT_PREFIX) for t in user_texts):
+        r.kind = "compaction"
+    elif (billing is not None and "cc_is_subagent=true" in billing) or (
+        tools
+        and "context_management" not in b
+        and r.thinking == "disabled"
+        and any(SUBAGENT_MARKER in t for t in system_texts)
+    ):
+        r.kind = "subagent"
+    elif messages and (billing is not None or "context_management" in b or tools):
+        r.kind = "main"
+
+    human = clean_prompt("\n".join(user_texts), limit=1 << 62)
+    # Title, compaction and subagent "prompts" are written by Claude Code, not a person.
+    r.new_prompt = bool(human) and r.kind in ("main", "other")
+    r.prompt = clean_prompt(human) if r.new_prompt else None
+    ids = ",".join(sorted(ref.tool_use_id for ref in refs))
+    digest = hashlib.sha256(_utf8(f"{conv}\x00{human}\x00{ids}"))
+    r.fingerprint = digest.hexdigest()[:16]
+    r.betas = tuple(betas)
+    r.context_1m = any(x.startswith("context-1m-") for x in betas)
+
+
+def parse_request(headers: Mapping[str, str], body: bytes) -> ParsedRequest:
+    """headers: lower-cased names. Never raises; `ok` False when the body is unusable."""
+    r = ParsedRequest(ok=False, body_bytes=len(body))
+    betas = _from_headers(r, headers)
+    r.betas = tuple(betas)
+    r.context_1m = any(x.startswith("context-1m-") for x in betas)
+    if not body or body.isspace():
+        r.error = "empty"
+        return r
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        r.error = "not_json"
+        return r
+    if not isinstance(obj, dict):
+        r.error = "not_object"
+        return r
+    r.ok = True
+    try:
+        _from_body(r, obj, betas)
+    except Exception:  # safety net: a parser bug must not take the tap down
+        r.ok, r.error = False, "malformed"
+    return r
