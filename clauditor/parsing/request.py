@@ -63,6 +63,9 @@ class ParsedRequest:
     effort: str | None = None
     context_1m: bool = False
     fingerprint: str = ""
+    # Subagent requests: a digest of the task prompt (their first user message), equal to
+    # task_key(the Agent tool_use's input["prompt"]), so a run can be tied to its Agent call.
+    task_key: str | None = None
     body_bytes: int = 0
 
 
@@ -276,6 +279,15 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
     r.fingerprint = digest.hexdigest()[:16]
     r.betas = tuple(betas)
     r.context_1m = any(x.startswith("context-1m-") for x in betas)
+    if r.kind == "subagent":
+        first_user = next((m for m in messages if m.get("role") == "user"), None)
+        if first_user is not None:
+            r.task_key = task_key("\n".join(_texts(first_user.get("content"))))
+
+
+def task_key(prompt: str) -> str:
+    """Digest of a subagent task prompt, as sent in the Agent tool input or the subagent."""
+    return hashlib.sha256(_utf8(clean_prompt(prompt, limit=1 << 62))).hexdigest()[:16]
 
 
 def parse_request(headers: Mapping[str, str], body: bytes) -> ParsedRequest:

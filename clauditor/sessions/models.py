@@ -61,7 +61,10 @@ class ToolCall:
     requested_at: float | None = None  # the response asking for it ended
     result_at: float | None = None  # the request carrying its tool_result arrived
     outcome: ToolOutcome = "pending"
-    subagent: bool = False
+    subagent: bool = False  # asked for by a subagent, not the main thread
+    task_key: str | None = None  # Agent calls: digest of the task prompt (see parse_request)
+    trace_id: str | None = None  # set by the telemetry listener
+    span_id: str | None = None
 
     @property
     def duration_ms(self) -> float | None:
@@ -79,6 +82,24 @@ class ToolCall:
             "duration_ms": self.duration_ms,
             "subagent": self.subagent,
         }
+
+
+@dataclass(slots=True)
+class RequestSignals:
+    """Per-request debug signals, computed when the response ends (sessions.signals)."""
+
+    cache_status: str | None = None  # cold | hit | partial | miss_ttl | miss_thrash | miss
+    cache_ttl_seconds: int | None = None
+    cache_expires_at: float | None = None
+    cache_rebuild_cost_usd: float | None = None  # if the cache expires now
+    cache_miss_waste_usd: float | None = None  # what this miss cost over a hit
+    context_window: int | None = None
+    context_fill: float | None = None  # main thread only, 0..1
+    fallback: bool = False
+    fallback_requested: str | None = None
+    fallback_actual: str | None = None
+    cost_usd: float | None = None  # None: the model is not in the price table
+    output_tokens_per_second: float | None = None
 
 
 @dataclass(slots=True)
@@ -105,6 +126,12 @@ class RequestRecord:
     tool_uses: list[tuple[str, str]] = field(default_factory=list)  # (id, name)
     error_type: str | None = None
     upstream: str | None = None
+    message_id: str | None = None
+    # Subagent requests: the Agent tool call that launched this run.
+    parent_tool_use_id: str | None = None
+    signals: RequestSignals = field(default_factory=RequestSignals)
+    trace_id: str | None = None  # set by the telemetry listener
+    span_id: str | None = None
     # Exchange ids restart with the core; this one is unique across restarts.
     uid: str = field(default_factory=lambda: uuid4().hex)
 
@@ -144,6 +171,8 @@ class RequestRecord:
             **self.tokens.as_api(),
             "tool_uses": [{"id": i, "name": n} for i, n in self.tool_uses],
             "error_type": self.error_type,
+            "trace_id": self.trace_id,
+            "parent_tool_use_id": self.parent_tool_use_id,
         }
 
 
@@ -161,6 +190,7 @@ class Turn:
     errors: int = 0
     compaction: bool = False
     tokens: TokenCounts = field(default_factory=TokenCounts)
+    trace_id: str | None = None  # set by the telemetry listener
 
     @property
     def duration_ms(self) -> float | None:
@@ -169,6 +199,7 @@ class Turn:
     def as_api(self) -> dict[str, Any]:
         return {
             "turn": self.index,
+            "trace_id": self.trace_id,
             "started_at": iso(self.started_at),
             "ended_at": iso(self.ended_at),
             "duration_ms": self.duration_ms,

@@ -25,13 +25,15 @@ from clauditor.domain.events import (
     ToolUseSeen,
 )
 from clauditor.parsing.fold import MessageResult
-from clauditor.parsing.request import ParsedRequest
+from clauditor.parsing.request import ParsedRequest, task_key
 from clauditor.parsing.text import summarize_text, tool_input_summary
 from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
 
 log = logging.getLogger(__name__)
 
 TURN_KINDS = frozenset({"main", "compaction"})
+# The subagent tool: "Agent" on the wire (stream-json and older versions call it "Task").
+AGENT_TOOLS = frozenset({"Agent", "Task"})
 
 
 class TrackerListener:
@@ -187,6 +189,8 @@ class SessionTracker:
         if req.cc_version:
             session.cc_version = req.cc_version
         self._place_in_turn(session, record, req, event.ts)
+        if req.kind == "subagent":
+            record.parent_tool_use_id = self._launching_agent_call(session, req)
         self._close_tool_calls(session, req, event.ts)
         session.request_count += 1
         session.in_flight.add(event.exchange_id)
@@ -256,6 +260,16 @@ class SessionTracker:
         return None
 
     # -- tools ---------------------------------------------------------------------
+    @staticmethod
+    def _launching_agent_call(session: Session, req: ParsedRequest) -> str | None:
+        """The pending Agent call whose task prompt this subagent request carries; with
+        no exact match (a newer Claude Code may reword it), the newest pending Agent call."""
+        agents = [c for c in session.pending_tools.values() if c.name in AGENT_TOOLS]
+        for call in agents:
+            if req.task_key is not None and call.task_key == req.task_key:
+                return call.tool_use_id
+        return agents[-1].tool_use_id if agents else None
+
     def _on_tool_use(self, event: ToolUseSeen) -> None:
         entry = self._by_exchange.get(event.exchange_id)
         if entry is None:
@@ -276,6 +290,10 @@ class SessionTracker:
             seen_at=event.ts,
             subagent=record.kind == "subagent",
         )
+        if tu.name in AGENT_TOOLS and isinstance(tu.input, dict):
+            prompt = tu.input.get("prompt")
+            if isinstance(prompt, str):
+                call.task_key = task_key(prompt)
         pending[tu.id] = call
         session.tool_call_count += 1
         session.tools[tu.name] += 1
@@ -318,6 +336,7 @@ class SessionTracker:
         record.ended_at = event.ts
         record.status = event.status if event.status is not None else record.status
         record.model_responded = result.model
+        record.message_id = result.message_id
         record.stop_reason = result.stop_reason
         # A request we could not parse is the root cause of whatever the upstream said.
         record.error_type = record.error_type or event.error_type

@@ -57,6 +57,7 @@ def turn_row(t: Turn) -> dict[str, Any]:
         "output_tokens": t.tokens.output,
         "cache_read_tokens": t.tokens.cache_read,
         "cache_creation_tokens": t.tokens.cache_creation,
+        "trace_id": t.trace_id,
     }
 
 
@@ -85,6 +86,17 @@ def request_row(r: RequestRecord) -> dict[str, Any]:
         "cache_creation_1h_tokens": r.tokens.cache_creation_1h,
         "tool_uses_json": json.dumps([{"id": i, "name": n} for i, n in r.tool_uses]),
         "error_type": r.error_type,
+        "message_id": r.message_id,
+        "parent_tool_use_id": r.parent_tool_use_id,
+        "trace_id": r.trace_id,
+        "span_id": r.span_id,
+        "cost_usd": r.signals.cost_usd,
+        "cache_status": r.signals.cache_status,
+        "cache_ttl_seconds": r.signals.cache_ttl_seconds,
+        "context_fill": r.signals.context_fill,
+        "fallback": int(r.signals.fallback),
+        "model_fallback_actual": r.signals.fallback_actual,
+        "output_tokens_per_second": r.signals.output_tokens_per_second,
     }
 
 
@@ -230,6 +242,8 @@ def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "cache_creation_tokens": row["cache_creation_tokens"],
         "tool_uses": json.loads(row["tool_uses_json"] or "[]"),
         "error_type": row["error_type"],
+        "trace_id": row["trace_id"],
+        "parent_tool_use_id": row["parent_tool_use_id"],
     }
 
 

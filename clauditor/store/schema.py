@@ -110,7 +110,36 @@ def _v1_base(db: sqlite_utils.Database) -> None:
     db["tool_calls"].create_index(["name"])
 
 
-MIGRATIONS: list[Migration] = [_v1_base]
+def _v2_traces_and_signals(db: sqlite_utils.Database) -> None:
+    """Trace ids (jump from a row to its trace) and the per-request debug signals."""
+    requests = db["requests"]
+    for column, kind in (
+        ("message_id", str),
+        ("parent_tool_use_id", str),
+        ("trace_id", str),
+        ("span_id", str),
+        ("cost_usd", float),
+        ("cache_status", str),
+        ("cache_ttl_seconds", int),
+        ("context_fill", float),
+        ("fallback", int),
+        ("model_fallback_actual", str),
+        ("output_tokens_per_second", float),
+    ):
+        requests.add_column(column, kind)
+    db["turns"].add_column("trace_id", str)
+    db["turns"].add_column("cost_usd", float)
+    for column, kind in (
+        ("estimated_cost_usd", float),
+        ("context_fill", float),
+        ("compactions", int),
+        ("fallbacks", int),
+    ):
+        db["sessions"].add_column(column, kind)
+    db["requests"].create_index(["trace_id"])
+
+
+MIGRATIONS: list[Migration] = [_v1_base, _v2_traces_and_signals]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -195,3 +195,16 @@ def test_listener_failure_is_isolated(clock: ManualClock) -> None:
     Replayer(tracker, clock).exchange(fixture_posts("a_plain_text")[0])
     assert tracker.listener_errors == 1
     assert tracker.sessions["ce390b95-ab62-4897-8ffd-7a2f88c2a05e"].turn_count == 1
+
+
+def test_subagent_request_links_to_its_agent_call(
+    tracker: SessionTracker, clock: ManualClock
+) -> None:
+    replay = Replayer(tracker, clock)
+    records = fixture_posts("e_subagent")
+    for record in records:
+        replay.exchange(record)
+    agent_id = records[0]["response"]["content"][1]["id"]
+    sid = headers_of(records[0])["x-claude-code-session-id"]
+    parents = [r.parent_tool_use_id for r in tracker.recent_requests(sid)]
+    assert parents == [None, agent_id, None]

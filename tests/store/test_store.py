@@ -132,3 +132,21 @@ def test_tracker_state_round_trips_through_the_store(tmp_path: Path) -> None:
     assert b"Run the shell command: echo hi" in raw
     with pytest.raises(sqlite3.OperationalError):
         sqlite3.connect(tmp_path / "h.db").execute("select * from transcripts")
+
+
+def test_migrates_from_the_previous_version(tmp_path: Path) -> None:
+    from clauditor.store.schema import MIGRATIONS
+
+    old = sqlite_utils.Database(tmp_path / "old.db")
+    old.execute("create table schema_version (version integer not null)")
+    MIGRATIONS[0](old)
+    old.execute("insert into schema_version values (1)")
+    old["sessions"].insert({"session_id": "s-old", "turns": 4})
+    old.conn.commit()
+    old.conn.close()
+
+    db = open_database(tmp_path / "old.db")
+    assert db.execute("select max(version) from schema_version").fetchone()[0] == SCHEMA_VERSION
+    assert {"trace_id", "cost_usd", "cache_status"} <= set(db["requests"].columns_dict)
+    assert "estimated_cost_usd" in db["sessions"].columns_dict
+    assert [(r["session_id"], r["turns"]) for r in db["sessions"].rows] == [("s-old", 4)]
