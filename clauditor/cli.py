@@ -219,6 +219,12 @@ def demo(
     multiple=True,
     help="Extra Host header names the API accepts (e.g. the compose service name).",
 )
+@click.option(
+    "--upstream",
+    envvar="CLAUDITOR_UPSTREAM",
+    default="https://api.anthropic.com",
+    help="Where your Envoy forwards to (reported on spans as server.address).",
+)
 @_log_option
 def serve(
     grpc: HostPort,
@@ -226,6 +232,7 @@ def serve(
     db: Path | None,
     idle_timeout: float,
     allow_hosts: tuple[str, ...],
+    upstream: str,
     log_level: str,
 ) -> None:
     """Run the core alone (ext_proc + API), next to an Envoy you run yourself."""
@@ -233,16 +240,17 @@ def serve(
     from clauditor.core import serve as serve_core
 
     _setup_logging(log_level)
-    config = CoreConfig(
-        grpc=grpc,
-        api=api,
-        db=(db or default_db_path()).expanduser(),
-        idle_timeout=idle_timeout,
-        extra_allowed_hosts=allow_hosts,
-    )
     try:
+        config = CoreConfig(
+            grpc=grpc,
+            api=api,
+            db=(db or default_db_path()).expanduser(),
+            idle_timeout=idle_timeout,
+            extra_allowed_hosts=allow_hosts,
+            upstream=Upstream.parse(upstream),
+        )
         asyncio.run(serve_core(config))
-    except (CoreError, StoreError) as exc:
+    except (CoreError, StoreError, UpstreamError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         pass

@@ -22,6 +22,7 @@ from clauditor.clock import Clock, SystemClock, iso
 from clauditor.domain.bus import EventBus
 from clauditor.domain.events import DomainEvent
 from clauditor.domain.interpreter import Interpreter
+from clauditor.envoy.config import Upstream
 from clauditor.netaddr import LOOPBACK_NAMES, HostPort, port_in_use
 from clauditor.sessions.tracker import SessionTracker
 from clauditor.store.store import Store
@@ -42,6 +43,8 @@ class CoreConfig:
     idle_timeout: float = 300.0
     end_timeout: float = 1800.0
     extra_allowed_hosts: tuple[str, ...] = ()
+    # Where Envoy forwards to: spans report it as server.address / server.port.
+    upstream: Upstream = field(default_factory=lambda: Upstream("https", "api.anthropic.com", 443))
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:

@@ -166,6 +166,8 @@ class Supervisor:
                 str(cfg.db),
                 "--idle-timeout",
                 str(cfg.idle_timeout),
+                "--upstream",
+                cfg.upstream.url,
                 *cfg.serve_args,
             ],
         )
