@@ -11,13 +11,12 @@ import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
-from envoy.config.core.v3.base_pb2 import HeaderMap
-from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from clauditor.clock import Clock
+from clauditor.wire import protocol as pb
 from clauditor.wire.exchange import ExchangeObserver, ExchangeSink, Headers, WireStats
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ _CONTINUE_FOR = {
 }
 
 
-def decode_headers(header_map: HeaderMap) -> Headers:
+def decode_headers(header_map: Any) -> Headers:
     """Envoy sends either `value` or `raw_value` (bytes) depending on version: read both."""
     out: Headers = []
     for h in header_map.headers:
@@ -41,7 +40,7 @@ def decode_headers(header_map: HeaderMap) -> Headers:
     return out
 
 
-class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
+class ExtProcServicer:
     def __init__(self, sink: ExchangeSink, clock: Clock, stats: WireStats | None = None) -> None:
         self._sink = sink
         self._clock = clock
@@ -59,12 +58,13 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         exchange_id = next(self._ids)
         observer = self._open(exchange_id)
         error: str | None = None
+        faulted = False  # a consumer bug: skip the rest of this exchange, but still close it
         try:
             async for message in request_iterator:
                 stats.messages += 1
                 kind = message.WhichOneof("request")
-                if observer is not None and kind is not None:
-                    observer = self._dispatch(observer, kind, message)
+                if observer is not None and kind is not None and not faulted:
+                    faulted = not self._dispatch(observer, kind, message)
                 if not message.observability_mode and kind in _CONTINUE_FOR:
                     yield _CONTINUE_FOR[kind]()
         except asyncio.CancelledError:
@@ -94,7 +94,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
 
     def _dispatch(
         self, observer: ExchangeObserver, kind: str, message: pb.ProcessingRequest
-    ) -> ExchangeObserver | None:
+    ) -> bool:
         ts = self._clock.now()
         try:
             if kind == "request_headers":
@@ -116,8 +116,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
             # A consumer bug loses this exchange's meaning, never the stream or the server.
             self.stats.consumer_errors += 1
             log.exception("consumer failed on %s", kind)
-            return None
-        return observer
+            return False
+        return True
 
     def _safe(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -140,7 +140,7 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((pb.service_handler(servicer.Process),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind the gRPC address {host}:{port} (in use?)")
