@@ -22,6 +22,8 @@ MAX_ID = 128  # ids, versions, model names: longer values are garbage, not ids
 MAX_USER_ID = 4096
 BILLING_PREFIX = "x-anthropic-billing-header:"
 COMPACT_PREFIX = "CRITICAL: Respond with TEXT ONLY"
+# The first user message of the conversation that follows a compaction.
+CONTINUATION_PREFIX = "This session is being continued from a previous conversation"
 SUBAGENT_MARKER = "You are an agent for Claude Code"
 
 _LEGACY_SESSION = re.compile(r"_session_([0-9a-f-]{36})")
@@ -54,6 +56,8 @@ class ParsedRequest:
     cache_ttl_seconds: int = 300
     cache_breakpoints: int = 0
     tool_names: tuple[str, ...] = ()
+    # Digest of the tool names in order: part of the prompt-cache key ("" without tools).
+    tools_digest: str = ""
     tool_results: tuple[ToolResultRef, ...] = ()
     new_prompt: bool = False
     prompt: str | None = None
@@ -66,6 +70,8 @@ class ParsedRequest:
     # Subagent requests: a digest of the task prompt (their first user message), equal to
     # task_key(the Agent tool_use's input["prompt"]), so a run can be tied to its Agent call.
     task_key: str | None = None
+    # The conversation opens with a compaction summary (the turns after a compaction).
+    continued: bool = False
     body_bytes: int = 0
 
 
@@ -214,6 +220,8 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
     tools_raw = b.get("tools")
     tools = _blocks(tools_raw)
     r.tool_names = tuple(n for n in (_str(t.get("name")) for t in tools) if n)
+    if r.tool_names:
+        r.tools_digest = hashlib.sha256(_utf8("\x1f".join(r.tool_names))).hexdigest()[:16]
 
     messages = _blocks(b.get("messages"))
     r.message_count = len(messages)
@@ -233,6 +241,11 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
             n, h = _cache(c)
             breakpoints, one_hour = breakpoints + n, one_hour or h
     r.conversation_messages = conv
+    first_user = next((m for m in messages if m.get("role") == "user"), None)
+    if first_user is not None:
+        r.continued = any(
+            t.lstrip().startswith(CONTINUATION_PREFIX) for t in _texts(first_user.get("content"))
+        )
     r.cache_breakpoints = breakpoints
     r.cache_ttl_seconds = 3600 if one_hour else 300
 
@@ -279,10 +292,8 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
     r.fingerprint = digest.hexdigest()[:16]
     r.betas = tuple(betas)
     r.context_1m = any(x.startswith("context-1m-") for x in betas)
-    if r.kind == "subagent":
-        first_user = next((m for m in messages if m.get("role") == "user"), None)
-        if first_user is not None:
-            r.task_key = task_key("\n".join(_texts(first_user.get("content"))))
+    if r.kind == "subagent" and first_user is not None:
+        r.task_key = task_key("\n".join(_texts(first_user.get("content"))))
 
 
 def task_key(prompt: str) -> str:

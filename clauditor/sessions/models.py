@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import statistics
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
 from clauditor.clock import iso
+
+if TYPE_CHECKING:
+    from clauditor.sessions.signals.quota import QuotaView
 
 SessionStatus = Literal["active", "idle", "ended"]
 TurnOutcome = Literal["in_progress", "completed", "interrupted", "abandoned", "error"]
@@ -18,6 +22,10 @@ def _ms(start: float | None, end: float | None) -> float | None:
     if start is None or end is None:
         return None
     return round((end - start) * 1000.0, 3)
+
+
+def _usd(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 @dataclass(slots=True)
@@ -100,6 +108,139 @@ class RequestSignals:
     fallback_actual: str | None = None
     cost_usd: float | None = None  # None: the model is not in the price table
     output_tokens_per_second: float | None = None
+    # response_model | fallback_block | iteration | client (Claude Code switched after 529s)
+    fallback_kind: str | None = None
+    error_category: str | None = None  # http_529, http_429, sse_error, truncated...
+
+    def as_api(self) -> dict[str, Any]:
+        return {
+            "cost_usd": _usd(self.cost_usd),
+            "cache_status": self.cache_status,
+            "cache_ttl_seconds": self.cache_ttl_seconds,
+            "cache_expires_at": iso(self.cache_expires_at),
+            "cache_rebuild_cost_usd": _usd(self.cache_rebuild_cost_usd),
+            "cache_miss_waste_usd": _usd(self.cache_miss_waste_usd),
+            "context_window_tokens": self.context_window,
+            "context_fill": self.context_fill,
+            "fallback": self.fallback,
+            "fallback_kind": self.fallback_kind,
+            "fallback_requested": self.fallback_requested,
+            "fallback_actual": self.fallback_actual,
+            "output_tokens_per_second": self.output_tokens_per_second,
+            "error_category": self.error_category,
+        }
+
+
+@dataclass(slots=True)
+class CacheLine:
+    """One prompt cache of a session: its thread (main / subagent) on one model."""
+
+    thread: str
+    model: str
+    effort: str | None
+    tools_digest: str
+    ended_at: float  # end of the newest request that used it
+    ttl_seconds: int
+    cached_tokens: int  # read + written by that request: the prefix now cached
+    rebuild_cost_usd: float | None = None
+
+    @property
+    def expires_at(self) -> float:
+        return self.ended_at + self.ttl_seconds
+
+    def warm_at(self, ts: float) -> bool:
+        return ts - self.ended_at <= self.ttl_seconds
+
+    def same_key(self, model: str, effort: str | None, tools_digest: str) -> bool:
+        return (self.model, self.effort, self.tools_digest) == (model, effort, tools_digest)
+
+
+@dataclass(slots=True)
+class PendingCompaction:
+    model: str
+    at: float  # the compaction response ended
+    context_tokens: int  # the compaction request's input: the context it compacted
+
+
+TTFT_KEPT = 200
+
+
+@dataclass(slots=True)
+class SessionSignals:
+    """Per-session debug signals, kept by clauditor.sessions.signals.engine.SignalEngine."""
+
+    cost_usd: float = 0.0  # priced requests only
+    unpriced_requests: int = 0
+    cache_status: str | None = None  # of the newest main-thread request with cache activity
+    # (thread, model) -> its cache; thread is "main" (with compaction) or "subagent".
+    cache_lines: dict[tuple[str, str], CacheLine] = field(default_factory=dict)
+    last_line: dict[str, CacheLine] = field(default_factory=dict)  # thread -> newest line
+    cache_statuses: Counter[str] = field(default_factory=Counter)
+    cache_miss_waste_usd: float = 0.0
+    context_window: int | None = None
+    context_tokens: int | None = None  # input + cache_read + cache_creation, newest main
+    context_fill: float | None = None
+    context_peak: float | None = None
+    context_model: str | None = None  # normalised model of the newest main response
+    compaction_threshold: int | None = None
+    threshold_learned: bool = False
+    turns_to_compact: int | None = None
+    turn_end_contexts: list[int] = field(default_factory=list)  # since the last compaction
+    compactions: int = 0
+    compacted_at: list[float] = field(default_factory=list)
+    pending_compaction: PendingCompaction | None = None
+    compaction_exchange: int | None = None  # a compaction request in flight
+    continued_early: bool = False  # its continuation turn arrived before its end
+    fallbacks: int = 0
+    last_main_model: str | None = None  # client-side fallback detection
+    last_main_turn: int | None = None
+    quota: QuotaView | None = None  # merged from this session's responses
+    errors_by_type: Counter[str] = field(default_factory=Counter)
+    ttft_ms: deque[float] = field(default_factory=lambda: deque(maxlen=TTFT_KEPT))
+
+    @property
+    def ttft_ms_p50(self) -> float | None:
+        return round(statistics.median(self.ttft_ms), 3) if self.ttft_ms else None
+
+    def main_line(self, model: str | None) -> CacheLine | None:
+        if model is None:
+            return self.last_line.get("main")
+        return self.cache_lines.get(("main", model)) or self.last_line.get("main")
+
+    def as_api(self, model: str | None) -> dict[str, Any]:
+        line = self.main_line(model)
+        return {
+            "estimated_cost_usd": _usd(self.cost_usd),
+            "unpriced_requests": self.unpriced_requests,
+            "context_fill": self.context_fill,
+            "context_peak": self.context_peak,
+            "context_tokens": self.context_tokens,
+            "context_window_tokens": self.context_window,
+            "compaction_threshold_tokens": self.compaction_threshold,
+            "turns_to_compact": self.turns_to_compact,
+            "cache_status": self.cache_status,
+            "cache_expires_at": iso(line.expires_at) if line else None,
+            "cache_ttl_seconds": line.ttl_seconds if line else None,
+            "cache_rebuild_cost_usd": _usd(line.rebuild_cost_usd) if line else None,
+            "cache_statuses": dict(self.cache_statuses),
+            "cache_miss_waste_usd": _usd(self.cache_miss_waste_usd),
+            "cache_by_model": {
+                m: {
+                    "expires_at": iso(c.expires_at),
+                    "ttl_seconds": c.ttl_seconds,
+                    "cached_tokens": c.cached_tokens,
+                    "rebuild_cost_usd": _usd(c.rebuild_cost_usd),
+                }
+                for (thread, m), c in self.cache_lines.items()
+                if thread == "main"
+            },
+            "fallbacks": self.fallbacks,
+            "compactions": self.compactions,
+            "compacted_at": [iso(t) for t in self.compacted_at],
+            "quota": self.quota.as_api() if self.quota is not None else None,
+            "errors_by_type": dict(self.errors_by_type),
+            "ttft_ms_p50": self.ttft_ms_p50,
+        }
 
 
 @dataclass(slots=True)
@@ -173,6 +314,7 @@ class RequestRecord:
             "error_type": self.error_type,
             "trace_id": self.trace_id,
             "parent_tool_use_id": self.parent_tool_use_id,
+            **self.signals.as_api(),
         }
 
 
@@ -191,6 +333,8 @@ class Turn:
     compaction: bool = False
     tokens: TokenCounts = field(default_factory=TokenCounts)
     trace_id: str | None = None  # set by the telemetry listener
+    cost_usd: float = 0.0  # priced requests of the turn (sessions.signals)
+    idle_before_ms: float | None = None  # since the previous turn ended
 
     @property
     def duration_ms(self) -> float | None:
@@ -211,6 +355,8 @@ class Turn:
             "errors": self.errors,
             "compaction": self.compaction,
             **self.tokens.as_api(),
+            "cost_usd": _usd(self.cost_usd),
+            "idle_before_ms": self.idle_before_ms,
         }
 
 
@@ -240,6 +386,7 @@ class Session:
     in_flight: set[int] = field(default_factory=set)
     # tool_use id -> call, from the tool_use block until its tool_result arrives.
     pending_tools: dict[str, ToolCall] = field(default_factory=dict)
+    signals: SessionSignals = field(default_factory=SessionSignals)
 
     @property
     def current_turn(self) -> Turn | None:
@@ -268,5 +415,6 @@ class Session:
             "last_text": self.last_text,
             "entrypoint": self.entrypoint,
             "claude_code_version": self.cc_version,
+            **self.signals.as_api(self.model),
             "live": True,
         }

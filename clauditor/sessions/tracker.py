@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from clauditor.clock import Clock
 from clauditor.domain.events import (
@@ -28,12 +29,24 @@ from clauditor.parsing.fold import MessageResult
 from clauditor.parsing.request import ParsedRequest, task_key
 from clauditor.parsing.text import summarize_text, tool_input_summary
 from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
+from clauditor.sessions.signals.engine import SignalEngine
 
 log = logging.getLogger(__name__)
 
 TURN_KINDS = frozenset({"main", "compaction"})
 # The subagent tool: "Agent" on the wire (stream-json and older versions call it "Task").
 AGENT_TOOLS = frozenset({"Agent", "Task"})
+
+
+# How long a request may wait for the end of a response that was streaming when it came.
+HOLD_MAX_SECONDS = 0.5
+
+
+@dataclass
+class _Held:
+    since: float
+    waiting_for: set[int]
+    events: list[DomainEvent]
 
 
 class TrackerListener:
@@ -71,6 +84,7 @@ class SessionTracker:
         requests_kept: int = 500,
         listeners: Iterable[TrackerListener] = (),
         loader: Callable[[str], Session | None] | None = None,
+        signals: SignalEngine | None = None,
     ) -> None:
         self.clock = clock
         self.idle_timeout = idle_timeout
@@ -80,14 +94,65 @@ class SessionTracker:
         self._recent: dict[str, deque[RequestRecord]] = {}
         self._by_exchange: dict[int, tuple[Session, RequestRecord]] = {}
         self._hints: dict[int, str] = {}
+        self._held: dict[int, _Held] = {}
+        self.held_requests = 0
         self.listeners: list[TrackerListener] = list(listeners)
         # Finds a stored session that becomes live again (--continue, or a core restart).
         self.loader = loader
         self.unattributed_requests = 0
         self.listener_errors = 0
+        # Debug signals (cost, cache, context, fallback, quota): computed before listeners run.
+        self.signals = signals if signals is not None else SignalEngine(clock)
+        self.signal_errors = 0
 
     # -- event entry point ---------------------------------------------------------
     def handle(self, event: DomainEvent) -> None:
+        held = self._held.get(event.exchange_id)
+        if held is not None:
+            held.events.append(event)  # queued behind its own held request
+            return
+        if isinstance(event, RequestParsed) and self._hold(event):
+            return
+        self._dispatch(event)
+        if isinstance(event, ExchangeFinished) and self._held:
+            self._release(self.clock.now())
+
+    # -- cross-exchange order --------------------------------------------------------
+    # Each exchange has its own ext_proc side stream, and nothing orders two streams: the
+    # request that carries a tool_result (or the next prompt) can reach us before the end
+    # of the response it follows. Such a request is held until the responses of its
+    # session that were streaming when it arrived have ended (or HOLD_MAX_SECONDS pass).
+    def _hold(self, event: RequestParsed) -> bool:
+        req = event.request
+        if not (req.tool_results or req.new_prompt):
+            return False
+        session_id = req.session_id or self._hints.get(event.exchange_id)
+        waiting_for = {
+            x
+            for x, (s, r) in self._by_exchange.items()
+            if s.session_id == session_id and r.response_started_at is not None
+        }
+        if not waiting_for:
+            return False
+        self._held[event.exchange_id] = _Held(self.clock.now(), waiting_for, [event])
+        self.held_requests += 1
+        return True
+
+    def _release(self, now: float) -> None:
+        while True:
+            ready = [
+                x
+                for x, h in self._held.items()
+                if not (h.waiting_for & self._by_exchange.keys())
+                or now - h.since >= HOLD_MAX_SECONDS
+            ]
+            if not ready:
+                return
+            for exchange_id in sorted(ready):
+                for event in self._held.pop(exchange_id).events:
+                    self._dispatch(event)
+
+    def _dispatch(self, event: DomainEvent) -> None:
         if isinstance(event, RequestStarted):
             self._on_started(event)
         elif isinstance(event, RequestParsed):
@@ -110,6 +175,13 @@ class SessionTracker:
             except Exception:
                 self.listener_errors += 1
                 log.exception("tracker listener %s.%s failed", type(listener).__name__, method)
+
+    def _signal(self, method: str, *args: object) -> None:
+        try:
+            getattr(self.signals, method)(*args)
+        except Exception:
+            self.signal_errors += 1
+            log.exception("signal engine %s failed", method)
 
     # -- sessions ------------------------------------------------------------------
     def _session(self, session_id: str, ts: float) -> Session:
@@ -192,6 +264,7 @@ class SessionTracker:
         if req.kind == "subagent":
             record.parent_tool_use_id = self._launching_agent_call(session, req)
         self._close_tool_calls(session, req, event.ts)
+        self._signal("request_parsed", session, record, req)
         session.request_count += 1
         session.in_flight.add(event.exchange_id)
         self._recent[session_id].append(record)
@@ -210,10 +283,13 @@ class SessionTracker:
                 record.retry = True
                 session.retries += 1
             elif req.new_prompt or current is None:
-                if current is not None:
+                if current is not None and not self._turn_in_flight(session, current):
                     # A new prompt while the previous turn was still going: the user
                     # interrupted it (Esc) or its final response never reached us.
                     self._end_turn(session, current, ts, "interrupted")
+                # With a request of it still in flight, the previous turn ends when that
+                # request does: Envoy's side streams can deliver the next request before
+                # the end of the previous response.
                 current = self._start_turn(session, req, ts)
             session.last_fingerprint = req.fingerprint
             if current is not None and req.kind == "compaction":
@@ -222,7 +298,15 @@ class SessionTracker:
             record.turn_index = current.index
             current.requests += 1
 
+    def _turn_in_flight(self, session: Session, turn: Turn) -> bool:
+        return any(
+            self._by_exchange[x][1].turn_index == turn.index
+            for x in session.in_flight
+            if x in self._by_exchange
+        )
+
     def _start_turn(self, session: Session, req: ParsedRequest, ts: float) -> Turn:
+        previous = session.turns[-1] if session.turns else None
         session.turn_count += 1
         turn = Turn(
             index=session.turn_count,
@@ -231,6 +315,8 @@ class SessionTracker:
             prompt=req.prompt if req.new_prompt else None,
             compaction=req.kind == "compaction",
         )
+        if previous is not None and previous.ended_at is not None:
+            turn.idle_before_ms = round((ts - previous.ended_at) * 1000.0, 3)
         session.turns.append(turn)
         if len(session.turns) > self._requests_kept:
             del session.turns[0]
@@ -308,7 +394,12 @@ class SessionTracker:
             call = pending.get(ref.tool_use_id)
             if call is None or call.result_at is not None:
                 continue
-            call.result_at = ts
+            if call.requested_at is None:
+                # The tool_result overtook the end of the response that asked for it (the
+                # two travel on different side streams): the tool_use block's end is as close.
+                call.requested_at = min(call.seen_at, ts)
+            # Arrival times of two side streams can be skewed by a few ms: never negative.
+            call.result_at = max(ts, call.requested_at)
             call.outcome = "error" if ref.is_error else "ok"
             if ref.is_error:
                 session.tool_failures += 1
@@ -321,10 +412,11 @@ class SessionTracker:
         entry = self._by_exchange.get(event.exchange_id)
         if entry is None:
             return
-        _, record = entry
+        session, record = entry
         record.response_started_at = event.ts
         record.status = event.status
         record.request_id = event.request_id
+        self._signal("response_started", session, record, event.quota, event.ts)
 
     def _on_finished(self, event: ExchangeFinished) -> None:
         entry = self._by_exchange.pop(event.exchange_id, None)
@@ -353,6 +445,7 @@ class SessionTracker:
         turn = self._turn(session, record.turn_index)
         if turn is not None:
             turn.tokens.add(record.tokens)
+        self._signal("exchange_finished", session, record, turn, result)
         if record.error_type is not None:
             session.errors += 1
             if turn is not None:
@@ -363,6 +456,14 @@ class SessionTracker:
             if turn is not None and result.stop_reason != "tool_use":
                 turn.stop_reason = result.stop_reason
                 self._end_turn(session, turn, event.ts, "completed")
+        if (
+            turn is not None
+            and turn.outcome == "in_progress"
+            and turn is not session.turns[-1]
+            and not self._turn_in_flight(session, turn)
+        ):
+            # A newer turn started while this one's last request was in flight.
+            self._end_turn(session, turn, event.ts, "interrupted")
         self._notify("request_finished", session, record)
         self._notify("session_changed", session)
 
@@ -370,6 +471,8 @@ class SessionTracker:
     def tick(self) -> None:
         """Move sessions to idle / ended and close abandoned turns; call every second."""
         now = self.clock.now()
+        if self._held:
+            self._release(now)
         for session in list(self.sessions.values()):
             if session.in_flight:
                 continue

@@ -324,3 +324,34 @@ def test_tool_result_is_error_flag_and_non_string_ids() -> None:
     ]
     r = parse_body(entry, b)
     assert r.tool_results == (ToolResultRef("toolu_b", True), ToolResultRef("toolu_a", False))
+
+
+def test_tools_digest_follows_the_tool_list_in_order() -> None:
+    entry = posts("a_plain_text")[0]
+    base = parse(entry)
+    assert len(base.tools_digest) == 16
+    assert parse(posts("b_tool_bash")[1]).tools_digest == base.tools_digest  # same 24 tools
+    b = copy.deepcopy(entry["body"])
+    b["tools"] = b["tools"][:-1]  # an MCP tool went away
+    fewer = parse_body(entry, b)
+    b["tools"] = list(reversed(entry["body"]["tools"]))
+    reordered = parse_body(entry, b)
+    assert len({base.tools_digest, fewer.tools_digest, reordered.tools_digest}) == 3
+    b["tools"] = []
+    assert parse_body(entry, b).tools_digest == ""
+
+
+def test_continuation_after_a_compaction() -> None:
+    entry = posts("a_plain_text")[0]
+    assert parse(entry).continued is False
+    assert all(parse(e).continued is False for _, _, e in ALL)
+    b = copy.deepcopy(entry["body"])
+    b["messages"][0]["content"][0] = {
+        "type": "text",
+        "text": "This session is being continued from a previous conversation that ran out "
+        "of context. The summary below covers the earlier portion of the conversation.",
+    }
+    r = parse_body(entry, b)
+    assert (r.continued, r.kind, r.new_prompt) == (True, "main", True)
+    b["messages"][0]["content"] = "This session is being continued from a previous conversation"
+    assert parse_body(entry, b).continued is True

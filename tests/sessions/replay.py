@@ -53,6 +53,7 @@ class Replayer:
         duration: float = 1.0,
         result: MessageResult | None = None,
         status: int | None = None,
+        quota: dict[str, str] | None = None,
     ) -> int:
         """One whole exchange: request, response start, first token, tool uses, end."""
         ex = self.next_id
@@ -69,7 +70,11 @@ class Replayer:
         self.clock.advance(duration / 2)
         t.handle(
             ResponseStarted(
-                ex, self.clock.now(), status, response.get("request_id"), QuotaHeaders()
+                ex,
+                self.clock.now(),
+                status,
+                response.get("request_id"),
+                QuotaHeaders(dict(quota or {})),
             )
         )
         if status == 200:

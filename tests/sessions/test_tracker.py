@@ -208,3 +208,105 @@ def test_subagent_request_links_to_its_agent_call(
     sid = headers_of(records[0])["x-claude-code-session-id"]
     parents = [r.parent_tool_use_id for r in tracker.recent_requests(sid)]
     assert parents == [None, agent_id, None]
+
+
+def test_next_request_overtaking_the_previous_response_end(
+    tracker: SessionTracker, clock: ManualClock, recorder: Recorder
+) -> None:
+    """Side streams race: the tool_result request and the next prompt can be parsed before
+    the end of the response they follow. Turns and tool durations must stay right."""
+    from clauditor.domain.events import ExchangeFinished, RequestParsed, ToolUseSeen
+    from clauditor.domain.interpreter import classify_error
+    from clauditor.parsing.request import parse_request
+    from tests.helpers import body_bytes
+    from tests.sessions.replay import result_of
+
+    first, second = fixture_posts("b_tool_bash")
+    sid = headers_of(first)["x-claude-code-session-id"]
+
+    def parsed(ex: int, record: dict) -> None:  # type: ignore[type-arg]
+        req = parse_request(headers_of(record), body_bytes(record))
+        tracker.handle(RequestParsed(ex, clock.now(), clock.now(), req, None))
+
+    def finished(ex: int, record: dict) -> None:  # type: ignore[type-arg]
+        result = result_of(record["response"])
+        tracker.handle(ExchangeFinished(ex, clock.now(), 200, result, classify_error(200, result)))
+
+    parsed(1, first)
+    clock.advance(1.0)
+    tool = result_of(first["response"]).tool_uses[0]
+    tracker.handle(ToolUseSeen(1, clock.now(), tool))
+    clock.advance(0.001)
+    parsed(2, second)  # the tool_result arrives before exchange 1's end
+    clock.advance(0.001)
+    finished(1, first)
+    clock.advance(1.0)
+    finished(2, second)
+
+    s = tracker.sessions[sid]
+    assert s.turn_count == 1
+    assert [t.outcome for t in s.turns] == ["completed"]
+    assert s.tool_call_count == 1
+    # Measured from the tool_use block's end, never negative.
+    assert ("tool_result", ("Bash", "ok", 1.0)) in recorder.calls
+
+    # And a new prompt parsed before the previous final response ended: both complete.
+    records = fixture_posts("k2_interactive_tmux_json_title")
+    parsed(3, records[1])
+    clock.advance(1.0)
+    parsed(4, records[2])
+    clock.advance(0.001)
+    finished(3, records[1])
+    finished(4, records[2])
+    k2 = tracker.sessions[headers_of(records[1])["x-claude-code-session-id"]]
+    assert [t.outcome for t in k2.turns] == ["completed", "completed"]
+
+
+def test_request_is_held_until_the_streaming_response_before_it_ends(
+    tracker: SessionTracker, clock: ManualClock, recorder: Recorder
+) -> None:
+    from clauditor.domain.events import (
+        ExchangeFinished,
+        QuotaHeaders,
+        RequestParsed,
+        ResponseStarted,
+        ToolUseSeen,
+    )
+    from clauditor.parsing.request import parse_request
+    from tests.helpers import body_bytes
+    from tests.sessions.replay import result_of
+
+    first, second = fixture_posts("b_tool_bash")
+    sid = headers_of(first)["x-claude-code-session-id"]
+    req1 = parse_request(headers_of(first), body_bytes(first))
+    req2 = parse_request(headers_of(second), body_bytes(second))
+    result1 = result_of(first["response"])
+
+    tracker.handle(RequestParsed(1, clock.now(), clock.now(), req1, None))
+    clock.advance(0.5)
+    tracker.handle(ResponseStarted(1, clock.now(), 200, "req_1", QuotaHeaders()))
+    clock.advance(0.5)
+    tracker.handle(RequestParsed(2, clock.now(), clock.now(), req2, None))  # overtakes
+    assert tracker.held_requests == 1
+    assert tracker.sessions[sid].request_count == 1  # not applied yet
+    clock.advance(0.001)
+    tracker.handle(ToolUseSeen(1, clock.now(), result1.tool_uses[0]))
+    tracker.handle(ExchangeFinished(1, clock.now(), 200, result1, None))
+    s = tracker.sessions[sid]
+    assert s.request_count == 2  # released by the end of exchange 1, in causal order
+    assert s.tool_call_count == 1
+    assert recorder.calls[-1] == ("tool_result", ("Bash", "ok", 0.0))
+
+    # A response that never ends holds nothing for longer than HOLD_MAX_SECONDS.
+    records = fixture_posts("k2_interactive_tmux_json_title")
+    r1 = parse_request(headers_of(records[1]), body_bytes(records[1]))
+    r2 = parse_request(headers_of(records[2]), body_bytes(records[2]))
+    tracker.handle(RequestParsed(3, clock.now(), clock.now(), r1, None))
+    tracker.handle(ResponseStarted(3, clock.now(), 200, "req_3", QuotaHeaders()))
+    tracker.handle(RequestParsed(4, clock.now(), clock.now(), r2, None))
+    k2 = tracker.sessions[r1.session_id]  # type: ignore[index]
+    assert k2.request_count == 1
+    clock.advance(0.6)
+    tracker.tick()
+    assert k2.request_count == 2
+    assert k2.turn_count == 2

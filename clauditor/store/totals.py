@@ -1,0 +1,116 @@
+"""Totals for today / this week / this month, in SQL over the stored requests and turns.
+
+Periods are UTC: today from 00:00, the week from Monday 00:00, the month from the 1st.
+A request belongs to the period it started in; a session counts when one of its requests
+did. Cache hit ratio = cache_read / (input + cache_read + cache_creation) tokens.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlite_utils
+
+from clauditor.clock import iso
+from clauditor.sessions.models import TokenCounts
+from clauditor.sessions.signals.errors import error_category
+
+PERIODS = ("today", "week", "month")
+
+_TOTALS = """
+select count(distinct session_id) as sessions,
+       count(*) as requests,
+       coalesce(sum(input_tokens), 0) as input_tokens,
+       coalesce(sum(output_tokens), 0) as output_tokens,
+       coalesce(sum(cache_read_tokens), 0) as cache_read_tokens,
+       coalesce(sum(cache_creation_tokens), 0) as cache_creation_tokens,
+       coalesce(sum(cache_creation_1h_tokens), 0) as cache_creation_1h_tokens,
+       coalesce(sum(cost_usd), 0.0) as cost_usd,
+       coalesce(sum(cost_usd is null and ended_at is not null), 0) as unpriced_requests,
+       coalesce(sum(fallback), 0) as fallbacks,
+       coalesce(sum(error_type is not null), 0) as errors,
+       coalesce(sum(retry), 0) as retries,
+       coalesce(sum(kind = 'compaction' and error_type is null), 0) as compaction_requests
+from requests where started_at >= ?
+"""
+
+
+def period_starts(now: float) -> dict[str, float]:
+    day = datetime.fromtimestamp(now, timezone.utc).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    return {
+        "today": day.timestamp(),
+        "week": (day - timedelta(days=day.weekday())).timestamp(),
+        "month": day.replace(day=1).timestamp(),
+    }
+
+
+def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
+    start = iso(since)
+    cursor = db.execute(_TOTALS, [start])
+    t = dict(zip([c[0] for c in cursor.description], cursor.fetchone(), strict=True))
+    turns = db.execute("select count(*) from turns where started_at >= ?", [start]).fetchone()[0]
+    errors: dict[str, int] = {}
+    for status, error_type, n in db.execute(
+        "select status, error_type, count(*) from requests"
+        " where started_at >= ? and error_type is not null group by status, error_type",
+        [start],
+    ):
+        label = error_category(status, error_type) or "unknown"
+        errors[label] = errors.get(label, 0) + n
+    statuses = {
+        status: n
+        for status, n in db.execute(
+            "select cache_status, count(*) from requests"
+            " where started_at >= ? and cache_status is not null group by cache_status",
+            [start],
+        )
+    }
+    daily = {
+        day: round(cost, 6)
+        for day, cost in db.execute(
+            "select substr(started_at, 1, 10), coalesce(sum(cost_usd), 0.0) from requests"
+            " where started_at >= ? group by 1 order by 1",
+            [start],
+        )
+    }
+    context = t["input_tokens"] + t["cache_read_tokens"] + t["cache_creation_tokens"]
+    return {
+        "since": start,
+        "sessions": t["sessions"],
+        "turns": turns,
+        "requests": t["requests"],
+        "tokens": {
+            "input": t["input_tokens"],
+            "output": t["output_tokens"],
+            "cache_read": t["cache_read_tokens"],
+            "cache_creation": t["cache_creation_tokens"],
+            "cache_creation_1h": t["cache_creation_1h_tokens"],
+        },
+        "cost_usd": round(t["cost_usd"], 6),
+        "unpriced_requests": t["unpriced_requests"],
+        "cost_by_day_usd": daily,
+        "cache_hit_ratio": t["cache_read_tokens"] / context if context else None,
+        "cache_statuses": statuses,
+        "fallbacks": t["fallbacks"],
+        "errors": t["errors"],
+        "errors_by_type": errors,
+        "retries": t["retries"],
+        "compaction_requests": t["compaction_requests"],
+    }
+
+
+def summary(db: sqlite_utils.Database, now: float) -> dict[str, Any]:
+    return {name: period_totals(db, since) for name, since in period_starts(now).items()}
+
+
+def tokens_since(db: sqlite_utils.Database, since: float) -> TokenCounts:
+    row = db.execute(
+        "select coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+        " coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_creation_tokens), 0),"
+        " coalesce(sum(cache_creation_1h_tokens), 0) from requests where ended_at >= ?",
+        [iso(since)],
+    ).fetchone()
+    return TokenCounts(*row)

@@ -1,0 +1,104 @@
+"""Signals in the store: the row columns, a resumed session, the period totals (SQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from clauditor.clock import ManualClock
+from clauditor.store.database import connect
+from clauditor.store.store import Store
+from clauditor.store.totals import period_starts
+from tests.signals.scenario import SESSION, Scenario, record, usage
+
+SONNET = "claude-sonnet-4-5-20250929"
+
+
+def _run(tmp_path: Path) -> tuple[Store, Scenario, list[float]]:
+    store = Store(tmp_path / "s.db", flush_interval=0.05)
+    store.start()
+    sc = Scenario()
+    sc.tracker.listeners.append(store)
+    costs = []
+    r = sc.send(record("one", usage(input=100, write_5m=20_000, output=50)))
+    costs.append(r.signals.cost_usd)
+    sc.wait(400)
+    r = sc.send(record("two", usage(input=60, write_5m=20_600, output=40)))  # miss_ttl
+    costs.append(r.signals.cost_usd)
+    sc.wait(10)
+    r = sc.send(record("three", usage(input=10, output=5), response_model=SONNET))
+    costs.append(r.signals.cost_usd)
+    sc.send(record("four", usage(), status=529))
+    assert store.writer.flush(5)
+    return store, sc, costs
+
+
+def test_rows_carry_the_signals_and_a_resumed_session_keeps_counting(tmp_path: Path) -> None:
+    store, sc, costs = _run(tmp_path)
+    try:
+        db = connect(store.path)
+        reqs = list(db.query("select * from requests order by started_at"))
+        assert [r["cache_status"] for r in reqs] == ["cold", "miss_ttl", None, None]
+        assert reqs[1]["cache_miss_waste_usd"] == pytest.approx(20_000 * (6.25 - 0.5) / 1e6)
+        assert reqs[1]["cache_rebuild_cost_usd"] == pytest.approx(20_600 * 6.25 / 1e6)
+        assert [r["fallback"] for r in reqs] == [0, 0, 1, 0]
+        assert reqs[2]["model_fallback_actual"] == SONNET
+        assert reqs[0]["cost_usd"] == pytest.approx(costs[0])
+        assert reqs[0]["context_fill"] == pytest.approx(20_100 / 1_000_000)
+        (srow,) = db.query("select * from sessions")
+        assert srow["estimated_cost_usd"] == pytest.approx(sum(costs))
+        assert (srow["fallbacks"], srow["compactions"]) == (1, 0)
+        turns = list(db.query("select cost_usd from turns order by turn"))
+        assert [t["cost_usd"] for t in turns] == pytest.approx([*costs, 0.0])
+        db.conn.close()
+        stored = asyncio.run(store.session_detail(SESSION))
+        assert stored is not None
+        assert stored["session"]["estimated_cost_usd"] == round(sum(costs), 6)
+        assert stored["session"]["fallbacks"] == 1
+        assert stored["requests"][1]["cache_status"] == "miss_ttl"
+        assert stored["turns"][0]["cost_usd"] == pytest.approx(costs[0])
+
+        # A new core resumes the session: its totals continue from the stored ones.
+        again = Scenario(clock=ManualClock(sc.clock.now() + 60), loader=store.load_session)
+        r = again.send(record("five", usage(input=1_000, output=100)))
+        s = again.session()
+        assert s.signals.cost_usd == pytest.approx(sum(costs) + r.signals.cost_usd)
+        assert s.signals.fallbacks == 1
+    finally:
+        store.stop()
+
+
+def test_period_totals(tmp_path: Path) -> None:
+    store, sc, costs = _run(tmp_path)
+    try:
+        now = sc.clock.now()
+        out = asyncio.run(store.summary(now))
+        assert set(out) == {"today", "week", "month"}
+        today = out["today"]
+        assert today["since"] == "2027-01-15T00:00:00.000Z"
+        assert (today["sessions"], today["turns"], today["requests"]) == (1, 4, 4)
+        assert today["tokens"] == {
+            "input": 170,
+            "output": 95,
+            "cache_read": 0,
+            "cache_creation": 40_600,
+            "cache_creation_1h": 0,
+        }
+        assert today["cost_usd"] == round(sum(costs), 6)
+        assert today["cache_hit_ratio"] == 0.0
+        assert today["cache_statuses"] == {"cold": 1, "miss_ttl": 1}
+        assert (today["fallbacks"], today["errors"], today["retries"]) == (1, 1, 0)
+        assert today["errors_by_type"] == {"http_529": 1}
+        assert today["cost_by_day_usd"] == {"2027-01-15": round(sum(costs), 6)}
+        assert out["week"]["since"] == "2027-01-11T00:00:00.000Z"
+        assert out["month"]["since"] == "2027-01-01T00:00:00.000Z"
+        assert out["week"]["cost_usd"] == today["cost_usd"]
+        # Nothing before the period counts.
+        assert asyncio.run(store.summary(now + 86_400))["today"]["requests"] == 0
+        # The weekly count a restarted core seeds from.
+        seeded = store.tokens_since(period_starts(now)["week"])
+        assert (seeded.input, seeded.output, seeded.cache_creation) == (170, 95, 40_600)
+    finally:
+        store.stop()
