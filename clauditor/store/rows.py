@@ -35,6 +35,12 @@ def session_row(s: Session) -> dict[str, Any]:
         "summary": s.last_text,
         "entrypoint": s.entrypoint,
         "claude_code_version": s.cc_version,
+        "estimated_cost_usd": s.signals.cost_usd,
+        "context_fill": s.signals.context_fill,
+        "context_peak": s.signals.context_peak,
+        "turns_to_compact": s.signals.turns_to_compact,
+        "compactions": s.signals.compactions,
+        "fallbacks": s.signals.fallbacks,
     }
 
 
@@ -58,6 +64,7 @@ def turn_row(t: Turn) -> dict[str, Any]:
         "cache_read_tokens": t.tokens.cache_read,
         "cache_creation_tokens": t.tokens.cache_creation,
         "trace_id": t.trace_id,
+        "cost_usd": t.cost_usd,
     }
 
 
@@ -97,6 +104,8 @@ def request_row(r: RequestRecord) -> dict[str, Any]:
         "fallback": int(r.signals.fallback),
         "model_fallback_actual": r.signals.fallback_actual,
         "output_tokens_per_second": r.signals.output_tokens_per_second,
+        "cache_miss_waste_usd": r.signals.cache_miss_waste_usd,
+        "cache_rebuild_cost_usd": r.signals.cache_rebuild_cost_usd,
     }
 
 
@@ -113,6 +122,10 @@ def tool_call_row(c: ToolCall) -> dict[str, Any]:
         "duration_ms": c.duration_ms,
         "subagent": int(c.subagent),
     }
+
+
+def _usd(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def parse_iso(value: str | None) -> float | None:
@@ -150,6 +163,13 @@ def session_from_row(row: dict[str, Any]) -> Session:
         retries=row["retries"] or 0,
         ended_at=parse_iso(row["ended_at"]),
     )
+    # The signal totals keep counting too (row.get: columns of later schema versions).
+    sig = session.signals
+    sig.cost_usd = row.get("estimated_cost_usd") or 0.0
+    sig.context_fill = row.get("context_fill")
+    sig.context_peak = row.get("context_peak")
+    sig.compactions = row.get("compactions") or 0
+    sig.fallbacks = row.get("fallbacks") or 0
     return session
 
 
@@ -166,6 +186,7 @@ def turn_from_row(row: dict[str, Any]) -> Turn:
         tool_calls=row["tool_calls"] or 0,
         errors=row["errors"] or 0,
         compaction=bool(row["compaction"]),
+        cost_usd=row.get("cost_usd") or 0.0,
     )
     turn.tokens = TokenCounts(
         input=row["input_tokens"] or 0,
@@ -216,6 +237,19 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "last_text": row["summary"],
         "entrypoint": row["entrypoint"],
         "claude_code_version": row["claude_code_version"],
+        # Signals: the stored ones; the live-only views (cache, quota...) are None.
+        "estimated_cost_usd": _usd(row.get("estimated_cost_usd")),
+        "context_fill": row.get("context_fill"),
+        "context_peak": row.get("context_peak"),
+        "context_window_tokens": None,
+        "turns_to_compact": row.get("turns_to_compact"),
+        "cache_status": None,
+        "cache_expires_at": None,
+        "cache_ttl_seconds": None,
+        "fallbacks": row.get("fallbacks") or 0,
+        "compactions": row.get("compactions") or 0,
+        "quota": None,
+        "ttft_ms_p50": None,
         "live": False,
     }
 
@@ -244,6 +278,15 @@ def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "error_type": row["error_type"],
         "trace_id": row["trace_id"],
         "parent_tool_use_id": row["parent_tool_use_id"],
+        "cost_usd": _usd(row.get("cost_usd")),
+        "cache_status": row.get("cache_status"),
+        "cache_ttl_seconds": row.get("cache_ttl_seconds"),
+        "cache_rebuild_cost_usd": _usd(row.get("cache_rebuild_cost_usd")),
+        "cache_miss_waste_usd": _usd(row.get("cache_miss_waste_usd")),
+        "context_fill": row.get("context_fill"),
+        "fallback": bool(row.get("fallback")),
+        "fallback_actual": row.get("model_fallback_actual"),
+        "output_tokens_per_second": row.get("output_tokens_per_second"),
     }
 
 

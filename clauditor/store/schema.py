@@ -139,7 +139,91 @@ def _v2_traces_and_signals(db: sqlite_utils.Database) -> None:
     db["requests"].create_index(["trace_id"])
 
 
-MIGRATIONS: list[Migration] = [_v1_base, _v2_traces_and_signals]
+def _v3_history(db: sqlite_utils.Database) -> None:
+    """Compactions, diagnoses, full-text recall and the views users query directly."""
+    db["compactions"].create(
+        {
+            "session_id": str,
+            "turn": int,
+            "happened_at": str,
+            "model": str,
+            "context_tokens_before": int,  # the compaction request's whole input
+            "summary_tokens": int,  # what the summary costs from then on
+        },
+        pk=("session_id", "happened_at"),
+    )
+    db["diagnoses"].create(
+        {
+            "session_id": str,
+            "code": str,
+            "severity": str,
+            "message": str,
+            "evidence_json": str,
+            "advice_json": str,
+            "created_at": str,
+        },
+        pk=("session_id", "code"),
+    )
+    # What recall searches: one row per session, refreshed by the writer after each batch.
+    db["session_search"].create(
+        {"session_id": str, "first_prompt": str, "summary": str, "tools": str, "paths": str},
+        pk="session_id",
+    )
+    db["session_search"].enable_fts(
+        ["first_prompt", "summary", "tools", "paths"], create_triggers=True, tokenize="porter"
+    )
+    db["requests"].add_column("cache_miss_waste_usd", float)
+    db["requests"].add_column("cache_rebuild_cost_usd", float)
+    db["sessions"].add_column("turns_to_compact", float)
+    db["sessions"].add_column("context_peak", float)
+    db["tool_calls"].create_index(["session_id", "requested_at"])
+    for name, sql in VIEWS.items():
+        db.create_view(name, sql, replace=True)
+
+
+# One `sqlite-utils query clauditor.db "select * from <view>"` away from common questions.
+VIEWS: dict[str, str] = {
+    "daily_cost_by_model": """
+        select substr(started_at, 1, 10) as day,
+               coalesce(model_responded, model_requested) as model,
+               count(*) as requests,
+               sum(input_tokens) as input_tokens,
+               sum(output_tokens) as output_tokens,
+               sum(cache_read_tokens) as cache_read_tokens,
+               sum(cache_creation_tokens) as cache_creation_tokens,
+               round(sum(cost_usd), 4) as cost_usd,
+               sum(cost_usd is null) as unpriced_requests
+        from requests group by day, model order by day desc, cost_usd desc""",
+    "cache_hit_ratio_by_day": """
+        select substr(started_at, 1, 10) as day,
+               sum(cache_read_tokens) as cache_read_tokens,
+               sum(cache_creation_tokens) as cache_creation_tokens,
+               sum(input_tokens) as uncached_input_tokens,
+               round(1.0 * sum(cache_read_tokens)
+                     / nullif(sum(cache_read_tokens + cache_creation_tokens + input_tokens), 0),
+                     4) as cache_hit_ratio,
+               sum(cache_status like 'miss%') as cache_misses,
+               round(sum(coalesce(cache_miss_waste_usd, 0)), 4) as cache_miss_waste_usd
+        from requests where error_type is null group by day order by day desc""",
+    "slowest_turns": """
+        select t.session_id, t.turn, t.started_at, t.duration_ms, t.requests, t.tool_calls,
+               t.outcome, round(t.cost_usd, 4) as cost_usd, s.model, s.first_prompt
+        from turns t join sessions s using (session_id)
+        where t.duration_ms is not null order by t.duration_ms desc""",
+    "tool_usage": """
+        select name, count(*) as calls, sum(outcome = 'error') as failures,
+               round(avg(duration_ms), 1) as avg_duration_ms,
+               max(duration_ms) as max_duration_ms
+        from tool_calls group by name order by calls desc""",
+    "daily_sessions": """
+        select substr(started_at, 1, 10) as day, count(*) as sessions, sum(turns) as turns,
+               sum(requests) as requests, sum(tool_calls) as tool_calls, sum(errors) as errors,
+               round(sum(estimated_cost_usd), 4) as cost_usd
+        from sessions group by day order by day desc""",
+}
+
+
+MIGRATIONS: list[Migration] = [_v1_base, _v2_traces_and_signals, _v3_history]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

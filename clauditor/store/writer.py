@@ -12,8 +12,11 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import sqlite_utils
 
 from clauditor.store.database import open_database
 
@@ -24,9 +27,14 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "turns": ("session_id", "turn"),
     "requests": ("uid",),
     "tool_calls": ("session_id", "tool_use_id"),
+    "compactions": ("session_id", "happened_at"),
+    "diagnoses": ("session_id", "code"),
 }
+# Tools whose input summary is a file path: recall searches the paths a session touched.
+PATH_TOOLS = ("Read", "Edit", "Write", "MultiEdit", "NotebookEdit")
 
 Row = dict[str, Any]
+Task = Callable[[sqlite_utils.Database], object]
 _STOP = object()
 
 
@@ -43,6 +51,7 @@ class StoreWriter:
         self.rows_written = 0
         self.write_errors = 0
         self.dropped_rows = 0
+        self.task_errors = 0
         self.last_error: str | None = None
 
     def start(self) -> None:
@@ -55,6 +64,11 @@ class StoreWriter:
         """Thread-safe and non-blocking; called from the event loop."""
         self._enqueued += 1
         self._queue.put((table, row))
+
+    def task(self, fn: Task) -> None:
+        """Run fn(db) on the writer thread after the rows queued before it are written."""
+        self._enqueued += 1
+        self._queue.put(fn)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Block until everything put so far is written (tests, shutdown)."""
@@ -78,6 +92,7 @@ class StoreWriter:
     def _run(self) -> None:
         db = open_database(self.path)
         pending: dict[tuple[str, tuple[Any, ...]], Row] = {}
+        tasks: list[Task] = []
         taken = 0
         last_report = 0.0
         stopping = False
@@ -91,8 +106,11 @@ class StoreWriter:
                 if item is _STOP:
                     stopping = True
                     break
-                table, row = item  # type: ignore[misc]
                 taken += 1
+                if callable(item):
+                    tasks.append(item)
+                    break  # write what came before it, then run it
+                table, row = item  # type: ignore[misc]
                 key = (table, tuple(row[k] for k in PRIMARY_KEYS[table]))
                 if key in pending:
                     pending[key].update(row)
@@ -117,6 +135,13 @@ class StoreWriter:
                     if stopping:
                         break
                     continue
+            for fn in tasks:
+                try:
+                    fn(db)
+                except Exception:
+                    self.task_errors += 1
+                    log.exception("store task failed")
+            tasks = []
             with self._flushed:
                 self._written_upto = taken
                 self._flushed.notify_all()
@@ -127,6 +152,39 @@ class StoreWriter:
         by_table: dict[str, list[Row]] = {}
         for (table, _), row in pending.items():
             by_table.setdefault(table, []).append(row)
+        touched = {row["session_id"] for (t, _), row in pending.items() if t != "requests"}
         with db.conn:
             for table, rows in by_table.items():
                 db[table].upsert_all(rows, pk=PRIMARY_KEYS[table], alter=False)
+            refresh_search(db, touched)
+
+
+def refresh_search(db: sqlite_utils.Database, session_ids: set[str]) -> None:
+    """Rebuild the recall rows of these sessions from what is stored (FTS triggers follow)."""
+    marks = ",".join("?" * len(PATH_TOOLS))
+    for session_id in session_ids:
+        found = db.execute(
+            "select first_prompt, summary from sessions where session_id = ?", [session_id]
+        ).fetchone()
+        if found is None:
+            continue
+        tools = db.execute(
+            "select group_concat(name, ' ') from (select distinct name from tool_calls"
+            " where session_id = ?)",
+            [session_id],
+        ).fetchone()[0]
+        paths = db.execute(
+            "select group_concat(input_summary, ' ') from (select distinct input_summary"
+            f" from tool_calls where session_id = ? and name in ({marks}))",
+            [session_id, *PATH_TOOLS],
+        ).fetchone()[0]
+        db["session_search"].upsert(
+            {
+                "session_id": session_id,
+                "first_prompt": found[0],
+                "summary": found[1],
+                "tools": tools,
+                "paths": paths,
+            },
+            pk="session_id",
+        )

@@ -1,0 +1,1 @@
+"""Session diagnosis: rules over a session's stored rows that explain why it was slow or dear."""

@@ -1,0 +1,131 @@
+"""History queries beyond one session: diagnosis runs, retention, session tables."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlite_utils
+
+from clauditor.clock import iso
+from clauditor.diagnosis.rules import Finding, SessionRows, diagnose
+from clauditor.store.rows import session_api_from_row
+
+_SESSION_TABLES = ("turns", "requests", "tool_calls", "compactions", "diagnoses")
+
+
+def list_sessions(
+    db: sqlite_utils.Database, limit: int, days: float | None, status: str | None, now: float
+) -> list[dict[str, Any]]:
+    """Stored sessions, newest activity first, as API objects."""
+    where, params = [], []
+    if days is not None:
+        since = datetime.fromtimestamp(now, timezone.utc) - timedelta(days=days)
+        where.append("last_activity_at >= ?")
+        params.append(iso(since.timestamp()))
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    sql = "select * from sessions"
+    if where:
+        sql += " where " + " and ".join(where)
+    sql += " order by last_activity_at desc limit ?"
+    params.append(limit)
+    return [session_api_from_row(r) for r in db.query(sql, params)]
+
+
+def session_rows(db: sqlite_utils.Database, session_id: str) -> SessionRows | None:
+    found = list(db.query("select * from sessions where session_id = ?", [session_id]))
+    if not found:
+        return None
+
+    def rows(table: str, order: str) -> list[dict[str, Any]]:
+        return list(
+            db.query(f"select * from {table} where session_id = ? order by {order}", [session_id])
+        )
+
+    return SessionRows(
+        session=found[0],
+        turns=rows("turns", "turn"),
+        requests=rows("requests", "started_at"),
+        tool_calls=rows("tool_calls", "requested_at"),
+        compactions=rows("compactions", "happened_at"),
+    )
+
+
+def run_diagnosis(db: sqlite_utils.Database, session_id: str, now: float) -> list[Finding] | None:
+    """Diagnose from the stored rows and replace the session's stored findings."""
+    rows = session_rows(db, session_id)
+    if rows is None:
+        return None
+    findings = diagnose(rows)
+    with db.conn:
+        db.execute("delete from diagnoses where session_id = ?", [session_id])
+        if findings:
+            db["diagnoses"].insert_all(
+                [
+                    {
+                        "session_id": session_id,
+                        "code": f.code,
+                        "severity": f.severity,
+                        "message": f.message,
+                        "evidence_json": json.dumps(f.evidence, sort_keys=True),
+                        "advice_json": json.dumps(f.advice),
+                        "created_at": iso(now),
+                    }
+                    for f in findings
+                ],
+                pk=("session_id", "code"),
+            )
+    return findings
+
+
+def stored_findings(db: sqlite_utils.Database, session_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "code": r["code"],
+            "severity": r["severity"],
+            "message": r["message"],
+            "evidence": json.loads(r["evidence_json"] or "{}"),
+            "advice": json.loads(r["advice_json"] or "[]"),
+        }
+        for r in db.query(
+            "select * from diagnoses where session_id = ? order by severity desc, code",
+            [session_id],
+        )
+    ]
+
+
+def prune(db: sqlite_utils.Database, retention_days: float, now: float) -> int:
+    """Delete sessions (and everything under them) idle for longer than retention_days."""
+    cutoff = datetime.fromtimestamp(now, timezone.utc) - timedelta(days=retention_days)
+    stamp = iso(cutoff.timestamp())
+    old = [
+        r[0]
+        for r in db.execute(
+            "select session_id from sessions where last_activity_at < ? and status = 'ended'",
+            [stamp],
+        )
+    ]
+    with db.conn:
+        for start in range(0, len(old), 500):
+            chunk = old[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for table in (*_SESSION_TABLES, "session_search", "sessions"):
+                db.execute(f"delete from {table} where session_id in ({marks})", chunk)
+    return len(old)
+
+
+def findings_count_by_session(db: sqlite_utils.Database, ids: list[str]) -> dict[str, int]:
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    return {
+        r[0]: r[1]
+        for r in db.execute(
+            f"select session_id, count(*) from diagnoses where session_id in ({marks})"
+            " group by session_id",
+            ids,
+        )
+    }
