@@ -1,0 +1,633 @@
+"""WatchHub: tracker callbacks → watch events → per-subscriber bounded queues.
+
+The hub runs inside the tracker's callbacks, so it must never wait: publishing appends to
+each subscriber's bounded deque and sets an asyncio.Event. A subscriber that does not keep
+up loses the newest events (counted) and later receives one `lagged` event in their place;
+nobody else notices. A short replay ring lets a new subscriber see the last few seconds.
+
+Privacy: events carry names, content-free tool input summaries, counts, timings and the
+cleaned first prompt; never tool outputs, file contents, keys or headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from clauditor.broadcast.names import display_name
+from clauditor.clock import Clock, iso
+from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
+from clauditor.sessions.tracker import TURN_KINDS, TrackerListener
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = (
+    "hello",
+    "session_start",
+    "session_active",
+    "turn_start",
+    "request_start",
+    "tool_use",
+    "tool_result",
+    "request_end",
+    "turn_end",
+    "cache_event",
+    "context_status",
+    "model_fallback",
+    "quota_status",
+    "request_error",
+    "session_idle",
+    "session_end",
+    "lagged",
+)
+PROMPT_LIMIT = 200
+# A quota_status goes out when the quota changes, and at most this often for the weekly
+# token count alone (it moves with every response).
+WEEKLY_EVERY = 10.0
+
+
+class HubFull(RuntimeError):
+    """Too many subscribers: the core protects itself rather than fan out without bound."""
+
+
+@dataclass(slots=True)
+class WatchEvent:
+    seq: int
+    type: str
+    session_id: str | None
+    mono: float  # monotonic publish time, for the replay window
+    payload: dict[str, Any]
+    _wire: bytes | None = None
+
+    def wire(self) -> bytes:
+        """The SSE frame, encoded once however many subscribers receive it."""
+        if self._wire is None:
+            body = json.dumps(self.payload, separators=(",", ":"), ensure_ascii=False)
+            self._wire = b"data: " + body.encode() + b"\n\n"
+        return self._wire
+
+    def replayed(self) -> WatchEvent:
+        return WatchEvent(
+            self.seq, self.type, self.session_id, self.mono, {**self.payload, "replay": True}
+        )
+
+
+class Subscription:
+    """One subscriber's bounded queue. Only the hub writes; only the subscriber reads."""
+
+    def __init__(
+        self,
+        session_id: str | None,
+        maxsize: int,
+        lagged: Callable[[int, str | None], WatchEvent],
+    ) -> None:
+        self.session_id = session_id
+        self.maxsize = maxsize
+        self._lagged = lagged
+        self._queue: deque[WatchEvent] = deque()
+        self._ready = asyncio.Event()
+        self.missed = 0  # dropped since the last take()
+        self.missed_total = 0
+        self.delivered = 0
+
+    def wants(self, event: WatchEvent) -> bool:
+        # Global events (hello, quota, lagged) go to everyone.
+        return (
+            self.session_id is None
+            or event.session_id is None
+            or event.session_id == self.session_id
+        )
+
+    def offer(self, event: WatchEvent) -> None:
+        if len(self._queue) >= self.maxsize:
+            self.missed += 1
+            self.missed_total += 1
+            return
+        self._queue.append(event)
+        self._ready.set()
+
+    def preload(self, events: Iterable[WatchEvent]) -> None:
+        """The snapshot: not counted against maxsize, it is what the subscriber asked for."""
+        self._queue.extend(events)
+        if self._queue:
+            self._ready.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def take(self) -> list[WatchEvent]:
+        items = list(self._queue)
+        self._queue.clear()
+        self._ready.clear()
+        if self.missed:
+            # The queue only shrinks here, so the gap sits exactly after these items.
+            items.append(self._lagged(self.missed, self.session_id))
+            self.missed = 0
+        self.delivered += len(items)
+        return items
+
+    async def next_batch(self, timeout: float) -> list[WatchEvent]:
+        """Everything queued; waits up to timeout for the first event ([] on timeout)."""
+        if not self._queue and not self.missed:
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                return []
+        return self.take()
+
+
+@dataclass(slots=True)
+class _Aux:
+    """What the hub remembers per live session beyond the tracker's own state."""
+
+    announced: bool = False
+    last_tool: str | None = None
+    last_summary: str | None = None
+    pending_turn_end: Turn | None = None
+
+
+class QuotaSource(Protocol):
+    """The signal engine's global views (clauditor.sessions.signals.engine)."""
+
+    def quota_view(self) -> dict[str, Any] | None: ...
+    def weekly_view(self) -> dict[str, Any]: ...
+
+
+def _usage(tokens: TokenCounts) -> dict[str, int]:
+    return tokens.as_api()
+
+
+def _cap(text: str | None, limit: int = PROMPT_LIMIT) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def _money(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+class WatchHub(TrackerListener):
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        sessions: Callable[[], Mapping[str, Session]] | None = None,
+        quota: QuotaSource | None = None,
+        replay_seconds: float = 5.0,
+        replay_max: int = 2000,
+        queue_size: int = 1000,
+        heartbeat: float = 15.0,
+        max_subscribers: int = 256,
+        version: str = "",
+        prompts: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self._sessions = sessions or (lambda: {})
+        self._quota = quota
+        self.replay_seconds = replay_seconds
+        self.queue_size = queue_size
+        self.heartbeat = heartbeat
+        self.max_subscribers = max_subscribers
+        self.version = version
+        self.prompts = prompts  # False: --no-prompts, the first prompt stays private
+        self._mono = monotonic
+        self._ring: deque[WatchEvent] = deque(maxlen=replay_max)
+        self._subs: set[Subscription] = set()
+        self._aux: dict[str, _Aux] = {}
+        self._seq = 0
+        self._quota_key: tuple[Any, ...] | None = None
+        self._quota_sent_at = 0.0
+        self._quota_tokens: Any = None
+        self.published = 0
+        self.subscribed_total = 0
+
+    # -- publishing ----------------------------------------------------------------
+    def _event(
+        self, type_: str, session_id: str | None, ts: float | None, fields: dict[str, Any]
+    ) -> WatchEvent:
+        payload = {
+            "type": type_,
+            "session_id": session_id,
+            "ts": iso(ts if ts is not None else self.clock.now()),
+            "seq": self._seq,
+            **fields,
+        }
+        return WatchEvent(self._seq, type_, session_id, self._mono(), payload)
+
+    def publish(
+        self, type_: str, session_id: str | None, ts: float | None = None, **fields: Any
+    ) -> WatchEvent:
+        self._seq += 1
+        event = self._event(type_, session_id, ts, fields)
+        self.published += 1
+        ring = self._ring
+        ring.append(event)
+        cutoff = event.mono - self.replay_seconds
+        while ring and ring[0].mono < cutoff:
+            ring.popleft()
+        for sub in self._subs:
+            if sub.wants(event):
+                sub.offer(event)
+        return event
+
+    def _lagged(self, missed: int, session_id: str | None) -> WatchEvent:
+        return self._event("lagged", None, None, {"missed": missed, "for_session": session_id})
+
+    # -- subscribers ---------------------------------------------------------------
+    def subscribe(self, session_id: str | None = None) -> Subscription:
+        """Register a subscriber and preload its snapshot, in one synchronous step so no
+        event falls between the snapshot and the live stream."""
+        if len(self._subs) >= self.max_subscribers:
+            raise HubFull(f"{len(self._subs)} watch subscribers already")
+        sub = Subscription(session_id, self.queue_size, self._lagged)
+        sessions = self._sessions()
+        if session_id is None:
+            targets = list(sessions.values())
+        else:
+            live = sessions.get(session_id)
+            targets = [live] if live is not None else []
+        snapshot = [
+            self._event(
+                "hello",
+                None,
+                None,
+                {
+                    "version": self.version,
+                    "live": sorted(sessions),
+                    "for_session": session_id,
+                    "replay_seconds": self.replay_seconds,
+                },
+            )
+        ]
+        # Late joiners get the header and prompt from the live state.
+        snapshot += [
+            self._event("session_start", s.session_id, None, self._session_fields(s, True))
+            for s in targets
+        ]
+        quota = self._quota_fields()
+        if quota is not None:
+            snapshot.append(self._event("quota_status", None, None, quota))
+        announced = {s.session_id for s in targets}
+        cutoff = self._mono() - self.replay_seconds
+        snapshot += [
+            e.replayed()
+            for e in self._ring
+            if e.mono >= cutoff
+            and sub.wants(e)
+            and e.type not in ("quota_status", "lagged")
+            and not (e.type == "session_start" and e.session_id in announced)
+        ]
+        sub.preload(snapshot)
+        self._subs.add(sub)
+        self.subscribed_total += 1
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    def stats(self) -> dict[str, Any]:
+        try:  # every live task of the core's loop: disconnects must not leave any behind
+            tasks: int | None = len(asyncio.all_tasks())
+        except RuntimeError:
+            tasks = None
+        return {
+            "asyncio_tasks": tasks,
+            "subscribers": len(self._subs),
+            "subscribed_total": self.subscribed_total,
+            "published": self.published,
+            "dropped_now": sum(s.missed_total for s in self._subs),
+            "queued_max": max((s.pending for s in self._subs), default=0),
+            "replay_ring": len(self._ring),
+        }
+
+    # -- session bookkeeping -------------------------------------------------------
+    def _aux_of(self, session: Session) -> _Aux:
+        aux = self._aux.get(session.session_id)
+        if aux is None:
+            aux = self._aux[session.session_id] = _Aux()
+        return aux
+
+    def _ensure(self, session: Session, flush: bool = True) -> _Aux:
+        """Announce a session on its first callback with content (model and prompt are
+        set after session_started fires), and flush a deferred turn_end."""
+        aux = self._aux_of(session)
+        if not aux.announced:
+            aux.announced = True
+            self.publish(
+                "session_start",
+                session.session_id,
+                session.started_at,
+                **self._session_fields(session, False),
+            )
+        if flush:
+            self._flush_turn_end(session, aux)
+        return aux
+
+    def _session_fields(self, session: Session, synthetic: bool) -> dict[str, Any]:
+        aux = self._aux.get(session.session_id) or _Aux()
+        sig = session.signals
+        line = sig.main_line(session.model)
+        pending = [c for c in session.pending_tools.values() if c.outcome == "pending"]
+        last_tool, last_summary = aux.last_tool, aux.last_summary
+        if last_tool is None and pending:
+            last_tool, last_summary = pending[-1].name, pending[-1].summary
+        prompt = session.first_prompt if self.prompts else None
+        return {
+            "synthetic": synthetic,
+            "name": display_name(prompt, session.session_id),
+            "model": session.model,
+            "prompt": _cap(prompt),
+            "status": session.status,
+            "started_at": iso(session.started_at),
+            "last_activity_at": iso(session.last_activity_at),
+            "entrypoint": session.entrypoint,
+            "turn": session.turn_count,
+            "turn_in_progress": session.current_turn is not None,
+            "requests": session.request_count,
+            "tool_calls": session.tool_call_count,
+            "tool_failures": session.tool_failures,
+            "errors": session.errors,
+            "in_flight": len(session.in_flight),
+            "pending_tools": len(pending),
+            "last_tool": last_tool,
+            "last_tool_summary": last_summary,
+            "usage": _usage(session.tokens),
+            "cost_usd": _money(sig.cost_usd),
+            "context_fill": sig.context_fill,
+            "turns_to_compact": sig.turns_to_compact,
+            "cache_status": sig.cache_status,
+            "cache_expires_at": iso(line.expires_at) if line else None,
+            "cache_rebuild_cost_usd": _money(line.rebuild_cost_usd) if line else None,
+            "fallbacks": sig.fallbacks,
+        }
+
+    # -- TrackerListener -----------------------------------------------------------
+    def session_started(self, session: Session) -> None:
+        self._aux_of(session)  # announced on the next callback, once model/prompt are set
+
+    def session_changed(self, session: Session) -> None:
+        if session.status == "ended" and session.session_id not in self._aux:
+            return  # right after session_end: do not announce it again
+        self._ensure(session)
+
+    def turn_started(self, session: Session, turn: Turn) -> None:
+        self._ensure(session)
+        self.publish(
+            "turn_start",
+            session.session_id,
+            turn.started_at,
+            turn=turn.index,
+            compaction=turn.compaction,
+            model=session.model,
+        )
+
+    def turn_ended(self, session: Session, turn: Turn) -> None:
+        aux = self._ensure(session)
+        # The tracker ends a turn before reporting its final request: hold the turn_end
+        # until that request_end (and its cost) is out.
+        aux.pending_turn_end = turn
+
+    def _flush_turn_end(self, session: Session, aux: _Aux) -> None:
+        turn = aux.pending_turn_end
+        if turn is None:
+            return
+        aux.pending_turn_end = None
+        self.publish(
+            "turn_end",
+            session.session_id,
+            turn.ended_at,
+            turn=turn.index,
+            outcome=turn.outcome,
+            stop_reason=turn.stop_reason,
+            duration_ms=turn.duration_ms,
+            usage=_usage(turn.tokens),
+            cost_usd=_money(turn.cost_usd),
+            session_cost_usd=_money(session.signals.cost_usd),
+            requests=turn.requests,
+            tool_calls=turn.tool_calls,
+            errors=turn.errors,
+        )
+
+    def request_started(self, session: Session, request: RequestRecord) -> None:
+        self._ensure(session)
+        self.publish(
+            "request_start",
+            session.session_id,
+            request.started_at,
+            turn=request.turn_index,
+            kind=request.kind,
+            model=request.model_requested,
+            retry=request.retry,
+            in_flight=len(session.in_flight),
+        )
+
+    def tool_use(self, session: Session, call: ToolCall) -> None:
+        aux = self._ensure(session)
+        if not call.subagent:
+            aux.last_tool, aux.last_summary = call.name, call.summary
+        self.publish(
+            "tool_use",
+            session.session_id,
+            call.seen_at,
+            tool=call.name,
+            summary=call.summary,
+            tool_use_id=call.tool_use_id,
+            turn=call.turn_index,
+            subagent=call.subagent,
+            pending_tools=self._pending(session, None),
+        )
+
+    def tool_result(self, session: Session, call: ToolCall) -> None:
+        self._ensure(session)
+        self.publish(
+            "tool_result",
+            session.session_id,
+            call.result_at,
+            tool=call.name,
+            tool_use_id=call.tool_use_id,
+            outcome=call.outcome,
+            duration_ms=call.duration_ms,
+            turn=call.turn_index,
+            subagent=call.subagent,
+            pending_tools=self._pending(session, call),
+        )
+
+    @staticmethod
+    def _pending(session: Session, done: ToolCall | None) -> int:
+        return sum(
+            1 for c in session.pending_tools.values() if c.outcome == "pending" and c is not done
+        )
+
+    def request_finished(self, session: Session, request: RequestRecord) -> None:
+        # Signals (cost, cache, context, fallback) were computed before listeners ran.
+        aux = self._ensure(session, flush=False)
+        sid, ts = session.session_id, request.ended_at
+        sig, totals = request.signals, session.signals
+        model = request.model_responded or request.model_requested
+        self.publish(
+            "request_end",
+            sid,
+            ts,
+            request_id=request.request_id,  # Anthropic's, to quote to their support
+            turn=request.turn_index,
+            kind=request.kind,
+            model=model,
+            status=request.status,
+            stop_reason=request.stop_reason,
+            duration_ms=request.duration_ms,
+            ttft_ms=request.ttft_ms,
+            usage=_usage(request.tokens),
+            cost_usd=_money(sig.cost_usd),
+            session_cost_usd=_money(totals.cost_usd),
+            in_flight=len(session.in_flight),
+            error_type=request.error_type,
+            retry=request.retry,
+        )
+        if request.error_type is not None:
+            self.publish(
+                "request_error",
+                sid,
+                ts,
+                error_type=request.error_type,
+                category=sig.error_category,
+                status=request.status,
+                kind=request.kind,
+                turn=request.turn_index,
+                model=model,
+                errors=session.errors,
+            )
+        if sig.fallback:
+            self.publish(
+                "model_fallback",
+                sid,
+                ts,
+                requested=sig.fallback_requested or request.model_requested,
+                actual=sig.fallback_actual or request.model_responded,
+                fallback_kind=sig.fallback_kind,
+                turn=request.turn_index,
+                kind=request.kind,
+                fallbacks=totals.fallbacks,
+            )
+        main = request.kind in TURN_KINDS
+        if main and sig.cache_status is not None:
+            self.publish(
+                "cache_event",
+                sid,
+                ts,
+                status=sig.cache_status,
+                ttl_seconds=sig.cache_ttl_seconds,
+                expires_at=iso(sig.cache_expires_at),
+                rebuild_cost_usd=_money(sig.cache_rebuild_cost_usd),
+                miss_waste_usd=_money(sig.cache_miss_waste_usd),
+                cache_read_tokens=request.tokens.cache_read,
+                cache_creation_tokens=request.tokens.cache_creation,
+                turn=request.turn_index,
+            )
+        if request.kind == "main" and sig.context_fill is not None:
+            self.publish(
+                "context_status",
+                sid,
+                ts,
+                fill=round(sig.context_fill, 4),
+                context_window=sig.context_window,
+                context_tokens=request.tokens.total_input,
+                turns_to_compact=totals.turns_to_compact,
+                compaction_threshold=totals.compaction_threshold,
+                turn=request.turn_index,
+            )
+        self._flush_turn_end(session, aux)
+        self._check_quota(ts)
+
+    def _quota_fields(self) -> dict[str, Any] | None:
+        if self._quota is None:
+            return None
+        try:
+            quota, weekly = self._quota.quota_view(), self._quota.weekly_view()
+        except Exception:
+            log.exception("reading the quota state failed")
+            return None
+        if quota is None and not weekly.get("tokens"):
+            return None
+        quota = quota or {}
+        return {
+            "status": quota.get("status"),
+            "reset_at": quota.get("reset_at"),
+            "representative_claim": quota.get("representative_claim"),
+            "windows": quota.get("windows") or {},
+            "retry_after_seconds": quota.get("retry_after_seconds"),
+            "weekly": {
+                k: weekly.get(k)
+                for k in (
+                    "tokens",
+                    "budget",
+                    "used_fraction",
+                    "resets_at",
+                    "projected_exhaustion_at",
+                    "exhausted",
+                )
+            },
+        }
+
+    def _check_quota(self, ts: float | None) -> None:
+        fields = self._quota_fields()
+        if fields is None:
+            return
+        weekly = fields["weekly"]
+        fraction = weekly.get("used_fraction")
+        key = (
+            fields["status"],
+            json.dumps(fields["windows"], sort_keys=True),
+            round(fraction, 2) if isinstance(fraction, float) else None,
+            weekly.get("exhausted"),
+        )
+        now = self._mono()
+        if key == self._quota_key and now - self._quota_sent_at < WEEKLY_EVERY:
+            return
+        if key == self._quota_key and weekly.get("tokens") == self._quota_tokens:
+            return
+        self._quota_key, self._quota_sent_at = key, now
+        self._quota_tokens = weekly.get("tokens")
+        self.publish("quota_status", None, ts, **fields)
+
+    def status_changed(self, session: Session, previous: str) -> None:
+        self._ensure(session)
+        sid, now = session.session_id, self.clock.now()
+        if session.status == "idle":
+            self.publish(
+                "session_idle",
+                sid,
+                now,
+                previous=previous,
+                last_activity_at=iso(session.last_activity_at),
+                idle_seconds=round(now - session.last_activity_at, 3),
+            )
+        elif session.status == "ended":
+            self.publish(
+                "session_end",
+                sid,
+                session.ended_at or now,
+                previous=previous,
+                turns=session.turn_count,
+                requests=session.request_count,
+                tool_calls=session.tool_call_count,
+                errors=session.errors,
+                usage=_usage(session.tokens),
+                cost_usd=_money(session.signals.cost_usd),
+                duration_ms=round(((session.ended_at or now) - session.started_at) * 1000, 3),
+            )
+            self._aux.pop(sid, None)  # the tracker forgets it too
+        else:
+            self.publish("session_active", sid, now, previous=previous)

@@ -1,0 +1,43 @@
+"""`clauditor watch`: pick the view (dashboard, one session, plain lines, tmux panes)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+from clauditor.watch.client import WatchClient, WatchUnavailable
+from clauditor.watch.tmux import PANE_CAP, Tmux, TmuxError
+
+__all__ = ["TmuxError", "WatchUnavailable", "run_watch"]
+
+
+def run_watch(
+    url: str,
+    session_id: str | None = None,
+    *,
+    tmux: bool = False,
+    plain: bool = False,
+    max_panes: int = PANE_CAP,
+    out: TextIO | None = None,
+) -> int:
+    """Raises WatchUnavailable when the core cannot be reached at start (later outages
+    are retried with backoff and shown on screen), TmuxError when tmux fails."""
+    out = out or sys.stdout
+    client = WatchClient(url, session_id)
+    client.check()
+    if tmux and session_id is None:
+        from clauditor.watch.tmux import bootstrap, run_overview
+
+        if not os.environ.get("TMUX"):
+            return bootstrap(client.url, Tmux(), attach=out.isatty(), pane_cap=max_panes)
+        return run_overview(client, Tmux(), cap=max_panes)
+    if plain or not out.isatty():
+        from clauditor.watch.plain import run_plain
+
+        return run_plain(client, out)
+    from clauditor.watch.live import run_live
+    from clauditor.watch.tmux import session_pane_hook
+
+    hook = session_pane_hook(session_id) if session_id else None
+    return run_live(client, session_id=session_id, on_state=hook)

@@ -1,0 +1,227 @@
+"""Rendering is a pure function of (state, now): fixed width, fixed clock, compared as text."""
+
+from __future__ import annotations
+
+from datetime import timezone
+
+from rich.text import Text
+
+from clauditor.clock import iso
+from clauditor.watch.render import (
+    cache_countdown,
+    pane_title,
+    plain_line,
+    render_dashboard,
+    render_session,
+)
+from clauditor.watch.state import WatchState
+from tests.watch.conftest import T0, A, B, C, ev, text
+
+URL = "http://127.0.0.1:9091"
+UTC = timezone.utc
+
+
+def two_sessions() -> WatchState:
+    state = WatchState()
+    state.apply({"type": "connection", "state": "connected"})
+    state.apply(ev("hello", None, 0, live=[A, B], version="0.1.0"))
+    state.apply(
+        ev(
+            "session_start",
+            A,
+            0,
+            name="fix the auth middleware",
+            model="claude-opus-4-8",
+            prompt="fix the auth middleware in src/app.py",
+            status="active",
+        )
+    )
+    state.apply(
+        ev(
+            "session_start",
+            B,
+            1,
+            name="write release notes",
+            model="claude-sonnet-4-5",
+            prompt="write release notes",
+            status="active",
+        )
+    )
+    state.apply(ev("turn_start", A, 2, turn=3))
+    state.apply(ev("request_start", A, 2, in_flight=1))
+    state.apply(ev("tool_use", A, 3, tool="Bash", summary="pytest -q tests/", pending_tools=1))
+    state.apply(ev("request_end", A, 3, in_flight=0, session_cost_usd=0.4212, kind="main",
+                   status=200, stop_reason="tool_use", duration_ms=2400.0,
+                   usage={"output_tokens": 40}, cost_usd=0.0912))  # fmt: skip
+    state.apply(ev("cache_event", A, 3, status="hit", expires_at=iso(T0 + 303)))
+    state.apply(ev("context_status", A, 3, fill=0.42, turns_to_compact=6))
+    state.apply(ev("turn_start", B, 4, turn=1))
+    state.apply(ev("tool_use", B, 5, tool="Read", summary="CHANGELOG.md", pending_tools=1))
+    state.apply(ev("tool_result", B, 6, tool="Read", outcome="ok", pending_tools=0))
+    state.apply(ev("request_end", B, 7, in_flight=0, session_cost_usd=0.05, kind="main",
+                   status=200, stop_reason="end_turn", duration_ms=812.0,
+                   usage={"output_tokens": 120}, cost_usd=0.05))  # fmt: skip
+    state.apply(ev("turn_end", B, 7, turn=1, outcome="completed", stop_reason="end_turn",
+                   duration_ms=3000, usage={"output_tokens": 120}, cost_usd=0.05))  # fmt: skip
+    state.apply(ev("cache_event", B, 7, status="cold", expires_at=iso(T0 + 307)))
+    state.apply(ev("context_status", B, 7, fill=0.91, turns_to_compact=1))
+    state.apply(
+        ev(
+            "quota_status",
+            None,
+            7,
+            status="allowed",
+            windows={
+                "5h": {"utilization": 0.42, "reset_at": iso(T0 + 2 * 3600 + 300)},
+                "7d": {"utilization": 0.1, "reset_at": iso(T0 + 3 * 86400)},
+            },
+            weekly={"tokens": 1_250_000},
+        )
+    )
+    return state
+
+
+def test_two_sessions() -> None:
+    out = text(render_dashboard(two_sessions(), T0 + 10, height=20, url=URL, tz=UTC), 100)
+    assert out == "\n".join(
+        [
+            "clauditor watch · 2 sessions (2 active) · http://127.0.0.1:9091",
+            "  session                  model        turn last tool               context"
+            "         cache      cost",
+            "◐ fix the auth middleware  opus-4-8        3 Bash pytest -q tests/   ████░░░░░░  42%"
+            " 4:53      $0.42",
+            "● write release notes      sonnet-4-5      1 Read CHANGELOG.md       █████████░  91%"
+            " 4:57      $0.05",
+            "quota 5h ███░░░░░  42% resets in 2h04m  7d █░░░░░░░  10% resets in 2d23h  week 1.2M"
+            " tok",
+            "events " + "─" * 93,
+            "08:00:00 fix the auth middl started · opus-4-8 · “fix the auth middleware in"
+            " src/app.py”",
+            "08:00:01 write release note started · sonnet-4-5 · “write release notes”",
+            "08:00:02 fix the auth middl turn 3",
+            "08:00:03 fix the auth middl Bash pytest -q tests/",
+            "08:00:04 write release note turn 1",
+            "08:00:05 write release note Read CHANGELOG.md",
+            "08:00:07 write release note turn 1 completed · end_turn · 3.0s · out 120 tok · $0.05",
+            "08:00:07 write release note cache cold · until 08:05:07Z",
+        ]
+    )
+
+
+def test_cache_countdown_turns_yellow_under_a_minute() -> None:
+    state = two_sessions()
+    now = T0 + 303 - 42  # session A's cache has 42 s left
+    out = text(render_dashboard(state, now, height=5, url=URL, tz=UTC, width=100), 100)
+    row = next(line for line in out.splitlines() if "fix the auth" in line)
+    assert "0:42" in row
+    assert cache_countdown(T0 + 303, now).style == "yellow"
+    assert cache_countdown(T0 + 303, T0 + 200).style == "green"
+    expired = cache_countdown(T0 + 303, T0 + 400)
+    assert (expired.plain, expired.style) == ("expired", "red")
+    one = text(render_session(state, A, now, height=12, url=URL, tz=UTC, width=80), 80)
+    assert "cache    0:42  hit" in one
+
+
+def test_fallback_is_marked() -> None:
+    state = two_sessions()
+    state.apply(ev("model_fallback", A, 8, requested="claude-opus-4-8",
+                   actual="claude-sonnet-4-5", fallbacks=1))  # fmt: skip
+    out = text(render_dashboard(state, T0 + 10, height=20, url=URL, tz=UTC, width=100), 100)
+    row = next(line for line in out.splitlines() if line.startswith("◐ fix the auth"))
+    assert row.endswith("$0.42 ⤵sonnet-4-5")
+    assert "08:00:08 fix the auth middl fallback opus-4-8 → sonnet-4-5" in out
+    one = text(render_session(state, A, T0 + 10, height=30, url=URL, tz=UTC, width=80), 80)
+    assert "fallback  opus-4-8 → sonnet-4-5 (1 so far)" in one
+    assert one.splitlines()[1] == (
+        "◐ fix the auth middleware  opus-4-8  turn 3  waiting-on-tool  ⤵sonnet-4-5"
+    )
+
+
+def test_ended_session() -> None:
+    state = two_sessions()
+    state.apply(ev("session_end", B, 9, turns=1, cost_usd=0.06))
+    out = text(render_dashboard(state, T0 + 10, height=20, url=URL, tz=UTC, width=100), 100)
+    lines = out.splitlines()
+    assert lines[0] == "clauditor watch · 1 session (1 active) · http://127.0.0.1:9091"
+    assert lines[3].startswith("■ write release notes      sonnet-4-5      1 Read CHANGELOG.md")
+    assert lines[3].endswith("$0.06")
+    assert "08:00:09 write release note ended · 1 turns · $0.06" in out
+    assert pane_title(state.sessions[B]) == "write release notes · sonnet-4-5 · ended"
+    assert pane_title(state.sessions[A]) == "fix the auth middleware · opus-4-8"
+
+
+def test_ended_sessions_sort_last_and_idle_is_marked() -> None:
+    state = two_sessions()
+    state.apply(ev("session_start", C, 8, name="third", model="claude-haiku-4-5"))
+    state.apply(ev("session_end", A, 9, turns=3))
+    state.apply(ev("session_idle", B, 9))
+    out = text(render_dashboard(state, T0 + 10, height=8, url=URL, tz=UTC, width=100), 100)
+    rows = [line[:20].rstrip() for line in out.splitlines()[2:5]]
+    assert rows == ["○ write release note", "● third", "■ fix the auth middl"]
+
+
+def test_reconnecting_is_shown() -> None:
+    state = two_sessions()
+    state.apply({"type": "connection", "state": "reconnecting", "attempt": 3,
+                 "retry_in": 2.0, "error": "connection refused"})  # fmt: skip
+    first = text(
+        render_dashboard(state, T0 + 10, height=4, url=URL, tz=UTC, width=120), 120
+    ).splitlines()[0]
+    assert first == (
+        "clauditor watch · 2 sessions (2 active) · core unreachable, reconnecting in 2s "
+        "(attempt 3): connection refused"
+    )
+
+
+def test_narrow_pane_drops_the_model_column() -> None:
+    out = text(render_dashboard(two_sessions(), T0 + 10, height=6, url=URL, tz=UTC), 60)
+    assert all(len(line) <= 60 for line in out.splitlines())
+    assert "opus" not in out.splitlines()[2]
+
+
+def test_height_limits_the_feed() -> None:
+    for height in (6, 10, 14):
+        out = text(render_dashboard(two_sessions(), T0 + 10, height=height, url=URL, tz=UTC))
+        assert len(out.splitlines()) <= height
+
+
+def test_single_session_view() -> None:
+    out = text(render_session(two_sessions(), B, T0 + 10, height=14, url=URL, tz=UTC), 80)
+    assert out == "\n".join(
+        [
+            "clauditor watch · http://127.0.0.1:9091",
+            "● write release notes  sonnet-4-5  turn 1  active",
+            "“write release notes”",
+            "tool     Read CHANGELOG.md",
+            "context  █████████░  91%  ~1 turns to compact",
+            "cache    4:57  cold",
+            "cost     $0.05  120 output tokens",
+            "quota 5h ███░░░░░  42% resets in 2h04m  7d █░░░░░░░  10% resets in 2d23h  week …",
+            "events " + "─" * 73,
+            "08:00:06 Read ok in -",
+            "08:00:07 main 200 end_turn in 812ms · out 120 tok · $0.05",
+            "08:00:07 turn 1 completed · end_turn · 3.0s · out 120 tok · $0.05",
+            "08:00:07 cache cold · until 08:05:07Z",
+            "08:00:07 context 91% · ~1 turns to compact",
+        ]
+    )
+
+
+def test_unknown_session_waits() -> None:
+    out = text(render_session(WatchState(), "nope", T0, url=URL, tz=UTC), 80)
+    assert out.splitlines()[1] == "waiting for session nope…"
+
+
+def test_plain_lines() -> None:
+    line = plain_line(ev("tool_use", A, 3, tool="Bash", summary="ls -la"))
+    assert line == "2027-01-15T08:00:03.000Z aaaaaaaa tool_use       Bash ls -la"
+    line = plain_line(ev("lagged", None, 4, missed=12))
+    assert line == "2027-01-15T08:00:04.000Z -        lagged         lagged: missed 12 events"
+    synthetic = plain_line(ev("session_start", A, 0, name="x", model="claude-opus-4-8",
+                              synthetic=True))  # fmt: skip
+    assert synthetic.endswith("session_start  x · opus-4-8 (snapshot)")
+
+
+def test_cache_countdown_without_expiry_shows_status() -> None:
+    assert cache_countdown(None, T0, None).plain == "-"
+    assert isinstance(cache_countdown(None, T0, "cold"), Text)
