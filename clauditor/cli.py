@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -76,6 +77,56 @@ _idle_option = click.option(
     default=300.0,
     help="Seconds without traffic before a session is idle (and an open turn abandoned).",
 )
+_no_prompts_option = click.option(
+    "--no-prompts",
+    envvar="CLAUDITOR_NO_PROMPTS",
+    is_flag=True,
+    help="Store neither the cleaned first prompt nor the final summary.",
+)
+_retention_option = click.option(
+    "--retention-days",
+    envvar="CLAUDITOR_RETENTION_DAYS",
+    type=click.FloatRange(min=1),
+    default=90.0,
+    help="Delete sessions idle for longer than this.",
+)
+_otlp_option = click.option(
+    "--otlp-endpoint",
+    envvar="CLAUDITOR_OTLP_ENDPOINT",
+    default=None,
+    help="Send traces and metrics over OTLP to this base URL (e.g. http://127.0.0.1:4317); "
+    "OTEL_EXPORTER_OTLP_* variables work too.",
+)
+
+
+def _price_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Check the price file up front: a bad one is a one-line error, not a dead core."""
+    if value is None:
+        return None
+    from clauditor.sessions.signals.prices import PriceError, load_prices
+
+    try:
+        load_prices(value)
+    except PriceError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value.expanduser().resolve()
+
+
+_prices_option = click.option(
+    "--prices",
+    envvar="CLAUDITOR_PRICES",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    callback=_price_file,
+    help="Price table (JSON) merged over the packaged one: see README, Signals.",
+)
+_budget_option = click.option(
+    "--weekly-token-budget",
+    envvar="CLAUDITOR_WEEKLY_TOKEN_BUDGET",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tokens per week (Monday 00:00 UTC): shows remaining and projected exhaustion.",
+)
 _log_option = click.option(
     "--log-level",
     envvar="CLAUDITOR_LOG_LEVEL",
@@ -116,6 +167,11 @@ _log_option = click.option(
     help="Envoy's admin interface (loopback only).",
 )
 @_idle_option
+@_no_prompts_option
+@_retention_option
+@_otlp_option
+@_prices_option
+@_budget_option
 @_log_option
 def up(
     listen: HostPort,
@@ -126,6 +182,11 @@ def up(
     envoy_bin: str | None,
     envoy_admin: HostPort,
     idle_timeout: float,
+    no_prompts: bool,
+    retention_days: float,
+    otlp_endpoint: str | None,
+    prices: Path | None,
+    weekly_token_budget: int | None,
     log_level: str,
 ) -> None:
     """Start the core and an embedded Envoy; restart either if it dies."""
@@ -142,7 +203,20 @@ def up(
             db=(db or default_db_path()).expanduser(),
             envoy=envoy_bin,
             idle_timeout=idle_timeout,
-            serve_args=("--log-level", log_level),
+            serve_args=(
+                "--log-level",
+                log_level,
+                "--retention-days",
+                str(retention_days),
+                *(["--no-prompts"] if no_prompts else []),
+                *(["--otlp-endpoint", otlp_endpoint] if otlp_endpoint else []),
+                *(["--prices", str(prices)] if prices else []),
+                *(
+                    ["--weekly-token-budget", str(weekly_token_budget)]
+                    if weekly_token_budget
+                    else []
+                ),
+            ),
         )
         sys.exit(Supervisor(config).run())
     except (UpError, UpstreamError) as exc:
@@ -225,6 +299,18 @@ def demo(
     default="https://api.anthropic.com",
     help="Where your Envoy forwards to (reported on spans as server.address).",
 )
+@_no_prompts_option
+@_retention_option
+@_otlp_option
+@click.option(
+    "--end-timeout",
+    envvar="CLAUDITOR_END_TIMEOUT",
+    type=float,
+    default=1800.0,
+    help="Seconds an idle session waits before it is ended (and leaves memory).",
+)
+@_prices_option
+@_budget_option
 @_log_option
 def serve(
     grpc: HostPort,
@@ -233,6 +319,12 @@ def serve(
     idle_timeout: float,
     allow_hosts: tuple[str, ...],
     upstream: str,
+    no_prompts: bool,
+    retention_days: float,
+    otlp_endpoint: str | None,
+    end_timeout: float,
+    prices: Path | None,
+    weekly_token_budget: int | None,
     log_level: str,
 ) -> None:
     """Run the core alone (ext_proc + API), next to an Envoy you run yourself."""
@@ -248,12 +340,121 @@ def serve(
             idle_timeout=idle_timeout,
             extra_allowed_hosts=allow_hosts,
             upstream=Upstream.parse(upstream),
+            no_prompts=no_prompts,
+            retention_days=retention_days,
+            otlp_endpoint=otlp_endpoint,
+            end_timeout=end_timeout,
+            prices=prices,
+            weekly_token_budget=weekly_token_budget,
         )
         asyncio.run(serve_core(config))
     except (CoreError, StoreError, UpstreamError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         pass
+
+
+_url_option = click.option(
+    "--url",
+    envvar="CLAUDITOR_URL",
+    default="http://127.0.0.1:9091",
+    help="The core's API (used when it is running).",
+)
+_read_db_option = click.option(
+    "--db",
+    envvar="CLAUDITOR_DB",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Read this database file directly instead of asking the core.",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _history(url: str, db: Path | None, call):  # type: ignore[no-untyped-def]
+    """Run one history query against the core or the file; errors become one line."""
+    from clauditor.reports.source import SourceError, pick_source
+
+    try:
+        return call(pick_source(url, db, default_db_path()))
+    except SourceError as exc:
+        _fail(str(exc))
+
+
+def _emit(as_json: bool, data: object, renderable) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(renderable)
+
+
+@main.command()
+@click.option("--limit", default=20, type=click.IntRange(1, 1000))
+@click.option("--days", default=7.0, type=click.FloatRange(min=0, min_open=True))
+@_url_option
+@_read_db_option
+@_json_option
+def sessions(limit: int, days: float, url: str, db: Path | None, as_json: bool) -> None:
+    """Recent sessions: model, turns, tools, cost, cache hits, context peak, findings."""
+    from clauditor.reports.render import sessions_table
+
+    rows = _history(url, db, lambda src: src.sessions(limit, days))
+    _emit(as_json, {"sessions": rows}, sessions_table(rows, title=f"last {days:g} days"))
+
+
+@main.command()
+@click.argument("query")
+@click.option("--limit", default=5, type=click.IntRange(1, 100))
+@click.option("--days", default=None, type=click.FloatRange(min=0, min_open=True))
+@_url_option
+@_read_db_option
+@_json_option
+def recall(
+    query: str, limit: int, days: float | None, url: str, db: Path | None, as_json: bool
+) -> None:
+    """Find the sessions about QUERY (prompts, summaries, tools, file paths)."""
+    from clauditor.reports.render import recall_view
+
+    hits = _history(url, db, lambda src: src.recall(query, limit, days))
+    _emit(as_json, {"query": query, "sessions": hits}, recall_view(query, hits))
+
+
+@main.command()
+@click.argument("session_id")
+@_url_option
+@_read_db_option
+@_json_option
+def diagnose(session_id: str, url: str, db: Path | None, as_json: bool) -> None:
+    """Explain what slowed a session down or made it expensive, with advice."""
+    from clauditor.reports.render import diagnosis_view
+
+    result = _history(url, db, lambda src: src.diagnose(session_id))
+    _emit(as_json, result, diagnosis_view(result))
+
+
+@main.command()
+@click.option(
+    "--url",
+    envvar="CLAUDITOR_URL",
+    default="http://127.0.0.1:9091",
+    help="The core's HTTP API.",
+)
+@click.option("--session", "session_id", default=None, help="Watch one session by id.")
+@click.option("--tmux", "use_tmux", is_flag=True, help="One tmux pane per active session.")
+@click.option("--plain", is_flag=True, help="One line per event (the default without a TTY).")
+@click.option(
+    "--max-panes", default=8, type=click.IntRange(1, 32), help="Cap on --tmux session panes."
+)
+def watch(url: str, session_id: str | None, use_tmux: bool, plain: bool, max_panes: int) -> None:
+    """Live view of every session (or one): dashboard, plain lines or tmux panes."""
+    from clauditor.watch.run import TmuxError, WatchUnavailable, run_watch
+
+    try:
+        code = run_watch(url, session_id, tmux=use_tmux, plain=plain, max_panes=max_panes)
+    except (WatchUnavailable, TmuxError) as exc:
+        _fail(str(exc))
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,14 +18,18 @@ import uvicorn
 
 from clauditor import __version__
 from clauditor.api.app import create_app
+from clauditor.broadcast.hub import WatchHub
 from clauditor.clock import Clock, SystemClock, iso
 from clauditor.domain.bus import EventBus
 from clauditor.domain.events import DomainEvent
 from clauditor.domain.interpreter import Interpreter
 from clauditor.envoy.config import Upstream
 from clauditor.netaddr import LOOPBACK_NAMES, HostPort, port_in_use
+from clauditor.sessions.signals.engine import SignalEngine
+from clauditor.sessions.signals.prices import PriceError, PriceTable, load_prices
 from clauditor.sessions.tracker import SessionTracker
 from clauditor.store.store import Store
+from clauditor.telemetry import Telemetry
 from clauditor.wire.ext_proc import ExtProcServicer, start_grpc_server
 
 log = logging.getLogger("clauditor.core")
@@ -43,8 +47,13 @@ class CoreConfig:
     idle_timeout: float = 300.0
     end_timeout: float = 1800.0
     extra_allowed_hosts: tuple[str, ...] = ()
+    no_prompts: bool = False  # store neither the first prompt nor the summary
+    retention_days: float = 90.0
+    prices: Path | None = None  # a price file merged over the packaged table
+    weekly_token_budget: int | None = None
     # Where Envoy forwards to: spans report it as server.address / server.port.
     upstream: Upstream = field(default_factory=lambda: Upstream("https", "api.anthropic.com", 443))
+    otlp_endpoint: str | None = None  # --otlp-endpoint; else the OTEL_EXPORTER_OTLP_* variables
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
@@ -53,28 +62,67 @@ class CoreConfig:
 
 
 class Core:
-    def __init__(self, config: CoreConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: CoreConfig, clock: Clock | None = None, telemetry: Telemetry | None = None
+    ) -> None:
         self.config = config
         self.version = __version__
         self.clock = clock or SystemClock()
         self.bus: EventBus[DomainEvent] = EventBus()
         self.interpreter = Interpreter(self.bus.publish)
-        self.store = Store(config.db)
+        self.store = Store(
+            config.db,
+            clock=self.clock,
+            no_prompts=config.no_prompts,
+            retention_days=config.retention_days,
+        )
+        # Traces and metrics; built from the OTEL_ variables unless a test passes its own.
+        self.telemetry = telemetry or Telemetry.from_env(
+            self.version,
+            self.clock,
+            server=(config.upstream.host, config.upstream.port),
+            otlp_endpoint=config.otlp_endpoint,
+        )
         self.tracker = SessionTracker(
             self.clock,
             idle_timeout=config.idle_timeout,
             end_timeout=config.end_timeout,
-            listeners=[self.store],
+            # Telemetry first: it sets the trace ids the store then writes.
+            listeners=[*self.telemetry.listeners, self.store],
             loader=self.store.load_session,
+            signals=SignalEngine(
+                self.clock,
+                self._prices(config),
+                weekly_token_budget=config.weekly_token_budget,
+            ),
         )
+        # The live /watch feed (the tracker computes signals before any listener runs).
+        self.watch = WatchHub(
+            self.clock,
+            sessions=lambda: self.tracker.sessions,
+            quota=self.tracker.signals,
+            prompts=not config.no_prompts,
+            version=self.version,
+        )
+        self.tracker.listeners.append(self.watch)
+        self.telemetry.observe(self.tracker, self.stats)
         self.bus.subscribe("tracker", self.tracker.handle)
         self.servicer = ExtProcServicer(self.interpreter, self.clock)
         self._grpc: grpc.aio.Server | None = None
         self._tick: asyncio.Task[None] | None = None
         self.grpc_port: int | None = None
 
+    @staticmethod
+    def _prices(config: CoreConfig) -> PriceTable:
+        try:
+            return load_prices(config.prices)
+        except PriceError as exc:
+            raise CoreError(str(exc)) from None
+
     async def start(self) -> None:
         self.store.start()
+        signals = self.tracker.signals
+        signals.seed_week(self.store.tokens_since(signals.week_start()))
         for session_id in self.store.unfinished_session_ids():
             session = self.store.load_session(session_id)
             if session is not None:
@@ -93,6 +141,7 @@ class Core:
             await asyncio.sleep(1.0)
             try:
                 self.tracker.tick()
+                self.store.maybe_prune()
             except Exception:
                 log.exception("tracker tick failed")
 
@@ -109,6 +158,8 @@ class Core:
         await self.bus.stop()
         self.store.writer.flush(timeout=5.0)
         self.store.stop()
+        # Last: the spans ended above; a dead collector costs at most a few seconds.
+        self.telemetry.shutdown()
 
     # -- views for the API ---------------------------------------------------------
     def cutoff_iso(self, days: float | None) -> str | None:
@@ -139,7 +190,10 @@ class Core:
                 "live_sessions": len(self.tracker.sessions),
                 "unattributed_requests": self.tracker.unattributed_requests,
                 "listener_errors": self.tracker.listener_errors,
+                "signal_errors": self.tracker.signal_errors,
             },
+            "watch": self.watch.stats(),
+            "telemetry": self.telemetry.span_stats(),
             "store": {
                 "rows_written": self.store.writer.rows_written,
                 "write_errors": self.store.writer.write_errors,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from clauditor.broadcast.sse import watch_response
+from clauditor.clock import iso
 
 if TYPE_CHECKING:
     from clauditor.core import Core
@@ -44,7 +47,12 @@ def create_app(core: Core) -> FastAPI:
         stored = await core.store.list_sessions(limit=limit + len(seen), days=days, status=status)
         merged = live + [s for s in stored if s["session_id"] not in seen]
         merged.sort(key=lambda s: s["last_activity_at"] or "", reverse=True)
-        return {"sessions": merged[:limit]}
+        merged = merged[:limit]
+        missing = [s["session_id"] for s in merged if "findings" not in s]
+        counts = await core.store.findings_counts(missing)
+        for s in merged:
+            s.setdefault("findings", counts.get(s["session_id"], 0))
+        return {"sessions": merged}
 
     @app.get("/api/sessions/{session_id}")
     async def session_detail(session_id: str) -> Any:
@@ -61,5 +69,52 @@ def create_app(core: Core) -> FastAPI:
     @app.get("/api/stats")
     async def stats() -> dict[str, Any]:
         return core.stats()
+
+    @app.get("/api/summary")
+    async def summary() -> dict[str, Any]:
+        """Totals for today / this week / this month (UTC), the quota and weekly views."""
+        now = core.clock.now()
+        signals = core.tracker.signals
+        return {
+            "generated_at": iso(now),
+            **await core.store.summary(now),
+            "quota": signals.quota_view(),
+            "weekly": signals.weekly_view(),
+            "compaction_thresholds": signals.learned_thresholds(),
+        }
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        # The OTel metrics (clauditor_*, gen_ai_*) through the Prometheus exporter; on the
+        # event loop, so the gauges read the tracker between two events, never mid-update.
+        accept = request.headers.get("accept")
+        body, content_type = core.telemetry.prometheus(accept) or (b"", "text/plain")
+        return Response(body, media_type=content_type)
+
+    @app.get("/watch")
+    async def watch(
+        session: str | None = Query(None, min_length=1, max_length=200),
+        # Tests shorten the 15 s heartbeat; bounded so a client cannot make it a busy loop.
+        heartbeat: float | None = Query(None, ge=0.05, le=60),
+    ) -> Any:
+        """Live events as Server-Sent Events: a snapshot, the last seconds, then live."""
+        return watch_response(core.watch, session, heartbeat)
+
+    @app.get("/api/recall")
+    async def recall(
+        q: str = Query(..., min_length=1, max_length=500),
+        limit: int = Query(10, ge=1, le=100),
+        days: float | None = Query(None, gt=0),
+    ) -> dict[str, Any]:
+        return {"query": q, "sessions": await core.store.recall(q, limit=limit, days=days)}
+
+    @app.get("/api/diagnosis/{session_id}")
+    async def diagnosis(session_id: str) -> Any:
+        found = await core.store.diagnosis(session_id)
+        if found is None:
+            return JSONResponse(
+                {"error": "not_found", "detail": f"no session {session_id!r}"}, status_code=404
+            )
+        return found
 
     return app

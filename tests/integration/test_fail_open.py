@@ -66,7 +66,7 @@ def test_sigkill_core_mid_stream_then_restart(stack: Stack, fake: FakeUpstream) 
     pid = stack.core_pid()
     status, received = _stream(stack, sid, on_first_bytes=lambda: os.kill(pid, signal.SIGKILL))
     assert status == 200
-    sent = fake.exchanges[-1]
+    sent = fake.wait_for(1, timeout=10)[-1]  # recorded once the fake finished writing
     assert received == sent.response_bytes
     assert received.rstrip().endswith(b'{"type":"message_stop"}')
 
@@ -85,7 +85,7 @@ def test_sigkill_core_while_idle_traffic_still_flows(stack: Stack, fake: FakeUps
     sid = str(uuid.uuid4())
     status, received = _stream(stack, sid)  # the core is down right now
     assert status == 200
-    assert received == fake.exchanges[-1].response_bytes
+    assert received == fake.wait_for(1, timeout=10)[-1].response_bytes
     _restarted(stack, pid)
     assert stack.get("/health").text == "ok"
 
