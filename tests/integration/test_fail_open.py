@@ -64,7 +64,10 @@ def test_sigkill_core_mid_stream_then_restart(stack: Stack, fake: FakeUpstream) 
     sid = str(uuid.uuid4())
     fake.script(sid, [_slow_reply()])
     pid = stack.core_pid()
-    status, received = _stream(stack, sid, on_first_bytes=lambda: os.kill(pid, signal.SIGKILL))
+    try:
+        status, received = _stream(stack, sid, on_first_bytes=lambda: os.kill(pid, signal.SIGKILL))
+    except httpx.HTTPError as exc:  # keep Envoy's view of it for whoever reads the failure
+        raise AssertionError("\n".join(stack.log[-40:])) from exc
     assert status == 200
     sent = fake.wait_for(1, timeout=10)[-1]  # recorded once the fake finished writing
     assert received == sent.response_bytes
