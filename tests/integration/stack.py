@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from clauditor.netaddr import free_port
-from tests.helpers import wait_until
+from tests.helpers import body_bytes, wait_until
 
 
 @dataclass
@@ -49,6 +49,35 @@ class Stack:
     def sessions(self) -> list[dict]:
         return self.get("/api/sessions").json()["sessions"]
 
+    def session_when(self, session_id: str, timeout: float = 10, **expected: object) -> dict:
+        """The listed session once every expected field has its value (bounded wait)."""
+
+        def ready() -> dict | None:
+            found = [s for s in self.sessions() if s["session_id"] == session_id]
+            if found and all(found[0].get(k) == v for k, v in expected.items()):
+                return found[0]
+            return None
+
+        return wait_until(ready, timeout=timeout)
+
+    def post_record(
+        self,
+        record: dict,
+        *,
+        session_id: str | None = None,
+        body: bytes | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Replay a recorded Claude Code request through Envoy (optionally as another
+        session, with another body or extra headers)."""
+        return httpx.post(
+            self.proxy_url + "/v1/messages?beta=true",
+            headers=recorded_headers(record, session_id=session_id, extra=extra),
+            content=body_bytes(record) if body is None else body,
+            timeout=20,
+            trust_env=False,
+        )
+
     def session(self, session_id: str) -> dict:
         return self.get(f"/api/sessions/{session_id}").json()
 
@@ -70,6 +99,19 @@ class Stack:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(5)
+
+
+def recorded_headers(
+    record: dict, *, session_id: str | None = None, extra: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """A fixture request's headers in their order, minus what the HTTP client sets itself."""
+    skip = {"host", "content-length", "connection"}
+    if session_id is not None:
+        skip.add("x-claude-code-session-id")
+    headers = [(k, v) for k, v in record["headers"] if k.lower() not in skip]
+    if session_id is not None:
+        headers.append(("X-Claude-Code-Session-Id", session_id))
+    return headers + list((extra or {}).items())
 
 
 def start_stack(upstream: str, tmp: Path, *extra: str, idle_timeout: float = 300.0) -> Stack:

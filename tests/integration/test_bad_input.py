@@ -17,17 +17,7 @@ pytestmark = pytest.mark.integration
 
 def _post(stack: Stack, session_id: str, body: bytes, extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     record = fixture_posts("a_plain_text")[0]
-    skip = {"host", "content-length", "connection", "x-claude-code-session-id"}
-    headers = [(k, v) for k, v in record["headers"] if k.lower() not in skip]
-    headers.append(("X-Claude-Code-Session-Id", session_id))
-    headers += list((extra or {}).items())
-    return httpx.post(
-        stack.proxy_url + "/v1/messages?beta=true",
-        headers=headers,
-        content=body,
-        timeout=20,
-        trust_env=False,
-    )
+    return stack.post_record(record, session_id=session_id, body=body, extra=extra)
 
 
 def _request_when(stack: Stack, session_id: str, n: int) -> list[dict]:

@@ -39,13 +39,7 @@ def _usage_of(exchange) -> dict[str, int]:  # type: ignore[no-untyped-def]
 
 
 def _session_when(stack: Stack, session_id: str, **expected: object) -> dict:
-    def ready() -> dict | None:
-        found = [s for s in stack.sessions() if s["session_id"] == session_id]
-        if found and all(found[0].get(k) == v for k, v in expected.items()):
-            return found[0]
-        return None
-
-    return wait_until(ready, timeout=10)
+    return stack.session_when(session_id, **expected)
 
 
 def test_tool_round_trip_is_tracked_with_exact_numbers(stack: Stack, fake: FakeUpstream) -> None:

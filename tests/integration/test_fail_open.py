@@ -14,22 +14,15 @@ import pytest
 
 from clauditor.testing.fake_upstream import FakeUpstream, Reply, ToolCall
 from tests.helpers import body_bytes, fixture_posts, headers_of, wait_until
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, recorded_headers
 
 pytestmark = pytest.mark.integration
 
 
-def _request(session_id: str) -> tuple[list[tuple[str, str]], bytes]:
-    record = fixture_posts("a_plain_text")[0]
-    skip = {"host", "content-length", "connection", "x-claude-code-session-id"}
-    headers = [(k, v) for k, v in record["headers"] if k.lower() not in skip]
-    headers.append(("X-Claude-Code-Session-Id", session_id))
-    # metadata.user_id still names the recorded session; the header wins.
-    return headers, body_bytes(record)
-
-
 def _stream(stack: Stack, session_id: str, on_first_bytes=None) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
-    headers, body = _request(session_id)
+    record = fixture_posts("a_plain_text")[0]
+    # metadata.user_id still names the recorded session; the header wins.
+    headers, body = recorded_headers(record, session_id=session_id), body_bytes(record)
     chunks: list[bytes] = []
     with httpx.stream(
         "POST",
@@ -129,15 +122,7 @@ def test_core_restart_mid_turn_resumes_the_turn(stack: Stack, fake: FakeUpstream
     fake.script(sid, [Reply(tool_calls=[ToolCall("Bash", {"command": "echo hi"}, id=tool_id)])])
 
     def post(record: dict) -> int:
-        skip = {"host", "content-length", "connection"}
-        headers = [(k, v) for k, v in record["headers"] if k.lower() not in skip]
-        return httpx.post(
-            stack.proxy_url + "/v1/messages?beta=true",
-            headers=headers,
-            content=body_bytes(record),
-            timeout=20,
-            trust_env=False,
-        ).status_code
+        return stack.post_record(record).status_code
 
     assert post(first) == 200
     wait_until(lambda: stack.session(sid).get("session", {}).get("in_flight") == 0, timeout=10)

@@ -8,29 +8,16 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 
 from clauditor.testing.fake_upstream import FakeUpstream, Reply, ToolCall
-from tests.helpers import body_bytes, fixture_posts, headers_of, wait_until
+from tests.helpers import fixture_posts, headers_of, wait_until
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 FILE_CONTENTS = "PRIVATE-FILE-CONTENTS-7f3a9c do not store me"
 PROMPT_TAIL = "TAIL-OF-A-VERY-LONG-PROMPT-1b2c"
-
-
-def _post(stack: Stack, record: dict) -> int:
-    skip = {"host", "content-length", "connection"}
-    headers = [(k, v) for k, v in record["headers"] if k.lower() not in skip]
-    return httpx.post(
-        stack.proxy_url + "/v1/messages?beta=true",
-        headers=headers,
-        content=body_bytes(record),
-        timeout=20,
-        trust_env=False,
-    ).status_code
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -55,8 +42,8 @@ def test_nothing_sensitive_on_disk_and_cli_answers(stack: Stack, fake: FakeUpstr
             Reply(text="The auth middleware now checks token expiry."),
         ],
     )
-    assert _post(stack, first) == 200
-    assert _post(stack, second) == 200
+    assert stack.post_record(first).status_code == 200
+    assert stack.post_record(second).status_code == 200
     wait_until(lambda: stack.session(sid).get("session", {}).get("requests") == 2, timeout=10)
 
     listed = json.loads(_cli(stack, "sessions", "--json").stdout)["sessions"]

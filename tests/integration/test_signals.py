@@ -12,7 +12,6 @@ import pytest
 from clauditor.store.rows import parse_iso
 from clauditor.testing.client import SyntheticSession
 from clauditor.testing.fake_upstream import FakeUpstream, Reply
-from tests.helpers import wait_until
 from tests.integration.stack import Stack, start_stack
 from tests.signals.scenario import usage
 from tests.signals.test_quota import WARNING
@@ -23,13 +22,7 @@ SONNET = "claude-sonnet-4-5-20250929"
 
 
 def _session_when(stack: Stack, session_id: str, **expected: object) -> dict:
-    def ready() -> dict | None:
-        found = [s for s in stack.sessions() if s["session_id"] == session_id]
-        if found and all(found[0].get(k) == v for k, v in expected.items()):
-            return found[0]
-        return None
-
-    return wait_until(ready, timeout=10)
+    return stack.session_when(session_id, **expected)
 
 
 def _drive(stack: Stack, session_id: str, *prompts: str) -> None:
