@@ -1,0 +1,82 @@
+"""Three real Claude Code processes at once: `/watch` and `clauditor watch --plain` show all."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from clauditor.testing.fake_upstream import FakeUpstream
+from tests.integration.stack import Stack
+from tests.integration.test_claude_code import claude_binary, run_claude
+from tests.integration.test_watch import Collector, collectors, watcher  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+PROMPTS = [
+    'one [[fake:tool Bash {"command": "echo one", "description": "one"}]]',
+    'two [[fake:tool Bash {"command": "pwd", "description": "two"}]]',
+    'three [[fake:tool Bash {"command": "echo three", "description": "three"}]]',
+]
+
+
+def test_three_claude_code_sessions_live_in_watch(
+    stack: Stack,
+    fake: FakeUpstream,
+    tmp_path: Path,
+    collectors: list[Collector],  # noqa: F811
+) -> None:
+    claude_binary()  # skip (or fail in CI) before starting anything
+    c = watcher(stack, collectors)
+    plain = subprocess.Popen(
+        [sys.executable, "-m", "clauditor", "watch", "--plain", "--url", stack.api_url],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    results: dict[int, list[dict]] = {}
+
+    def one(i: int) -> None:
+        results[i] = run_claude(stack.proxy_url, tmp_path / f"run{i}", PROMPTS[i])
+
+    for i in range(3):
+        (tmp_path / f"run{i}").mkdir()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == [0, 1, 2]
+    ids = [
+        next(x for x in results[i] if x.get("subtype") == "init")["session_id"] for i in range(3)
+    ]
+    assert len(set(ids)) == 3
+
+    events = c.wait_for(
+        lambda evs: {e["session_id"] for e in evs if e["type"] == "turn_end"} >= set(ids),
+        timeout=20,
+    )
+    for sid in ids:
+        mine = [e for e in events if e.get("session_id") == sid]
+        kinds = [e["type"] for e in mine]
+        assert kinds[0] == "session_start" and "turn_start" in kinds and kinds[-1] == "turn_end"
+        start = mine[0]
+        assert start["model"] == "claude-opus-4-8"
+        uses = [e for e in mine if e["type"] == "tool_use"]
+        assert [(u["tool"], u["summary"][:4]) for u in uses] in (
+            [("Bash", "echo")],
+            [("Bash", "pwd")],
+        )
+        (result,) = [e for e in mine if e["type"] == "tool_result"]
+        assert result["outcome"] == "ok"
+        assert [e for e in mine if e["type"] == "cache_event"]  # signals ride along
+        assert [e for e in mine if e["type"] == "context_status"]
+        assert mine[-1]["cost_usd"] > 0
+
+    plain.terminate()
+    out, _ = plain.communicate(timeout=10)
+    for sid in ids:
+        lines = [line for line in out.splitlines() if sid[:8] in line]
+        assert any("tool_use" in line for line in lines), (sid, out[-2000:])
+        assert any("turn_end" in line for line in lines), (sid, out[-2000:])
