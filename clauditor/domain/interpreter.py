@@ -118,7 +118,7 @@ class _MessagesExchange:
             request.session_id = self._headers.get("x-claude-code-session-id")
             request.session_source = "header" if request.session_id else None
         else:
-            request = parse_request(self._headers, bytes(self._body))
+            request = parse_request(self._headers, self._body)  # no copy of a multi-MB body
         self._body = bytearray()  # the body is never kept past parsing
         if not request.ok:
             self._owner.stats.bad_requests += 1

@@ -301,7 +301,7 @@ def task_key(prompt: str) -> str:
     return hashlib.sha256(_utf8(clean_prompt(prompt, limit=1 << 62))).hexdigest()[:16]
 
 
-def parse_request(headers: Mapping[str, str], body: bytes) -> ParsedRequest:
+def parse_request(headers: Mapping[str, str], body: bytes | bytearray) -> ParsedRequest:
     """headers: lower-cased names. Never raises; `ok` False when the body is unusable."""
     r = ParsedRequest(ok=False, body_bytes=len(body))
     betas = _from_headers(r, headers)

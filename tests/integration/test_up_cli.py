@@ -110,3 +110,19 @@ def test_demo_drives_sessions_through_the_stack() -> None:
     table = [line.split() for line in done.stdout.splitlines() if line[:36].count("-") == 4]
     assert len(table) == 3
     assert [row[1] for row in table] == ["2", "2", "2"]  # two turns each
+
+
+def test_core_runs_at_low_cpu_priority(tmp_path: Path) -> None:
+    """The core only watches: it yields the CPU to Envoy and Claude Code (nice 19)."""
+    import os
+
+    with FakeUpstream().running_in_thread() as fake:
+        stack = start_stack(fake.url, tmp_path)
+        try:
+            core = stack.core_pid()
+            assert os.getpriority(os.PRIO_PROCESS, core) == 19
+            assert os.getpriority(os.PRIO_PROCESS, stack.proc.pid) == os.getpriority(
+                os.PRIO_PROCESS, 0
+            )
+        finally:
+            assert stack.stop() == 0
