@@ -43,6 +43,25 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _loopback_only(allow: bool, *listeners: tuple[str, HostPort], warn: bool = True) -> None:
+    """Every listener on loopback unless --allow-non-loopback: a one-line error otherwise;
+    a warning when allowed (`warn=False` when a child process that binds it warns)."""
+    exposed = [f"{flag} {addr}" for flag, addr in listeners if not addr.is_loopback]
+    if not exposed:
+        return
+    if not allow:
+        _fail(
+            f"{', '.join(exposed)}: not a loopback address; pass --allow-non-loopback "
+            "(CLAUDITOR_ALLOW_NON_LOOPBACK=1) to listen beyond this machine"
+        )
+    if warn:
+        click.echo(
+            f"clauditor: warning: listening beyond loopback on {', '.join(exposed)}: anyone "
+            "who can reach it can use it",
+            err=True,
+        )
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="clauditor")
 def main() -> None:
@@ -127,6 +146,12 @@ _budget_option = click.option(
     default=None,
     help="Tokens per week (Monday 00:00 UTC): shows remaining and projected exhaustion.",
 )
+_allow_non_loopback_option = click.option(
+    "--allow-non-loopback",
+    envvar="CLAUDITOR_ALLOW_NON_LOOPBACK",
+    is_flag=True,
+    help="Allow listener addresses other than loopback (with a warning).",
+)
 _log_option = click.option(
     "--log-level",
     envvar="CLAUDITOR_LOG_LEVEL",
@@ -164,7 +189,7 @@ _log_option = click.option(
     envvar="CLAUDITOR_ENVOY_ADMIN",
     default="127.0.0.1:9901",
     callback=_addr("--envoy-admin"),
-    help="Envoy's admin interface (loopback only).",
+    help="Envoy's admin interface (keep it on loopback: it can stop Envoy).",
 )
 @_idle_option
 @_no_prompts_option
@@ -172,6 +197,14 @@ _log_option = click.option(
 @_otlp_option
 @_prices_option
 @_budget_option
+@_allow_non_loopback_option
+@click.option(
+    "--core-nice",
+    envvar="CLAUDITOR_CORE_NICE",
+    type=click.IntRange(0, 19),
+    default=19,
+    help="CPU niceness of the core: it only watches, so it yields the CPU to Envoy.",
+)
 @_log_option
 def up(
     listen: HostPort,
@@ -187,11 +220,17 @@ def up(
     otlp_endpoint: str | None,
     prices: Path | None,
     weekly_token_budget: int | None,
+    allow_non_loopback: bool,
+    core_nice: int,
     log_level: str,
 ) -> None:
     """Start the core and an embedded Envoy; restart either if it dies."""
     from clauditor.supervisor import Supervisor, UpConfig, UpError
 
+    listeners = (("--listen", listen), ("--grpc", grpc), ("--api", api))
+    _loopback_only(allow_non_loopback, *listeners, ("--envoy-admin", envoy_admin), warn=False)
+    # A warning for Envoy's listeners here; the core warns about its own (--grpc, --api).
+    _loopback_only(allow_non_loopback, ("--listen", listen), ("--envoy-admin", envoy_admin))
     _setup_logging(log_level)
     try:
         config = UpConfig(
@@ -203,6 +242,7 @@ def up(
             db=(db or default_db_path()).expanduser(),
             envoy=envoy_bin,
             idle_timeout=idle_timeout,
+            core_nice=core_nice,
             serve_args=(
                 "--log-level",
                 log_level,
@@ -216,6 +256,7 @@ def up(
                     if weekly_token_budget
                     else []
                 ),
+                *(["--allow-non-loopback"] if allow_non_loopback else []),
             ),
         )
         sys.exit(Supervisor(config).run())
@@ -261,6 +302,13 @@ def demo(
     from clauditor.demo import run_demo
     from clauditor.supervisor import UpConfig, UpError
 
+    _loopback_only(
+        False,
+        ("--listen", listen),
+        ("--grpc", grpc),
+        ("--api", api),
+        ("--envoy-admin", envoy_admin),
+    )
     _setup_logging(log_level)
     tmp = tempfile.TemporaryDirectory(prefix="clauditor-demo-")
     config = UpConfig(
@@ -311,6 +359,7 @@ def demo(
 )
 @_prices_option
 @_budget_option
+@_allow_non_loopback_option
 @_log_option
 def serve(
     grpc: HostPort,
@@ -325,12 +374,14 @@ def serve(
     end_timeout: float,
     prices: Path | None,
     weekly_token_budget: int | None,
+    allow_non_loopback: bool,
     log_level: str,
 ) -> None:
     """Run the core alone (ext_proc + API), next to an Envoy you run yourself."""
     from clauditor.core import CoreConfig, CoreError
     from clauditor.core import serve as serve_core
 
+    _loopback_only(allow_non_loopback, ("--grpc", grpc), ("--api", api))
     _setup_logging(log_level)
     try:
         config = CoreConfig(

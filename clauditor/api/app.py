@@ -8,6 +8,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from clauditor.api.guard import CrossOriginGuard
 from clauditor.broadcast.sse import watch_response
 from clauditor.clock import iso
 
@@ -23,6 +24,9 @@ def _days_ok(session: dict[str, Any], cutoff: str | None) -> bool:
 
 def create_app(core: Core) -> FastAPI:
     app = FastAPI(title="clauditor", version=core.version, docs_url="/docs", redoc_url=None)
+    # No CORS, and browser requests from another origin are refused (added first, so it
+    # runs after the Host check below).
+    app.add_middleware(CrossOriginGuard)
     # DNS-rebinding guard: a web page cannot reach the API through a hostile name.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(core.config.allowed_hosts))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clauditor.clock import Clock
 from clauditor.domain.events import (
@@ -40,13 +40,15 @@ AGENT_TOOLS = frozenset({"Agent", "Task"})
 
 # How long a request may wait for the end of a response that was streaming when it came.
 HOLD_MAX_SECONDS = 0.5
+EARLY_RESULTS_KEPT = 256  # per session: tool results that came before their tool_use
 
 
 @dataclass
 class _Held:
     since: float
-    waiting_for: set[int]
+    waiting_for: set[int]  # exchanges that must have ended
     events: list[DomainEvent]
+    parsed_first: set[int] = field(default_factory=set)  # exchanges that must be parsed
 
 
 class TrackerListener:
@@ -95,6 +97,8 @@ class SessionTracker:
         self._by_exchange: dict[int, tuple[Session, RequestRecord]] = {}
         self._hints: dict[int, str] = {}
         self._held: dict[int, _Held] = {}
+        # session → tool_use id → (ts, is_error) of results seen before their tool_use.
+        self._early_results: dict[str, dict[str, tuple[float, bool]]] = {}
         self.held_requests = 0
         self.listeners: list[TrackerListener] = list(listeners)
         # Finds a stored session that becomes live again (--continue, or a core restart).
@@ -114,7 +118,7 @@ class SessionTracker:
         if isinstance(event, RequestParsed) and self._hold(event):
             return
         self._dispatch(event)
-        if isinstance(event, ExchangeFinished) and self._held:
+        if self._held and isinstance(event, (ExchangeFinished, RequestParsed)):
             self._release(self.clock.now())
 
     # -- cross-exchange order --------------------------------------------------------
@@ -122,28 +126,43 @@ class SessionTracker:
     # request that carries a tool_result (or the next prompt) can reach us before the end
     # of the response it follows. Such a request is held until the responses of its
     # session that were streaming when it arrived have ended (or HOLD_MAX_SECONDS pass).
+    # A core that lags (a loaded machine) can see even less of the request before: its
+    # body not parsed yet, or its response not started. So a request also waits for the
+    # earlier requests of its session still being parsed (or held): to be parsed first,
+    # or, for a request that follows a response (tool_result, prompt, compaction), to
+    # end; and one answering tool_use ids we have not seen waits for every earlier
+    # exchange of its session in flight.
     def _hold(self, event: RequestParsed) -> bool:
         req = event.request
-        if not (req.tool_results or req.new_prompt):
+        exchange_id = event.exchange_id
+        session_id = req.session_id or self._hints.get(exchange_id)
+        earlier = {x for x, hint in self._hints.items() if hint == session_id and x < exchange_id}
+        waiting_for: set[int] = set()
+        if req.tool_results or req.new_prompt or req.kind == "compaction":
+            session = self.sessions.get(session_id) if session_id else None
+            unseen_tools = session is not None and any(
+                ref.tool_use_id not in session.pending_tools for ref in req.tool_results
+            )
+            waiting_for = earlier | {
+                x
+                for x, (s, r) in self._by_exchange.items()
+                if s.session_id == session_id
+                and (r.response_started_at is not None or (unseen_tools and x < exchange_id))
+            }
+            earlier = set()
+        if not (waiting_for or earlier):
             return False
-        session_id = req.session_id or self._hints.get(event.exchange_id)
-        waiting_for = {
-            x
-            for x, (s, r) in self._by_exchange.items()
-            if s.session_id == session_id and r.response_started_at is not None
-        }
-        if not waiting_for:
-            return False
-        self._held[event.exchange_id] = _Held(self.clock.now(), waiting_for, [event])
+        self._held[exchange_id] = _Held(self.clock.now(), waiting_for, [event], earlier)
         self.held_requests += 1
         return True
 
     def _release(self, now: float) -> None:
         while True:
+            unfinished = self._by_exchange.keys() | self._hints.keys()
             ready = [
                 x
                 for x, h in self._held.items()
-                if not (h.waiting_for & self._by_exchange.keys())
+                if not (h.waiting_for & unfinished or h.parsed_first & self._hints.keys())
                 or now - h.since >= HOLD_MAX_SECONDS
             ]
             if not ready:
@@ -387,25 +406,39 @@ class SessionTracker:
         if turn is not None:
             turn.tool_calls += 1
         self._notify("tool_use", session, call)
+        early = self._early_results.get(session.session_id)
+        if early and tu.id in early:
+            result_ts, is_error = early.pop(tu.id)
+            self._close_call(session, call, result_ts, is_error)
 
     def _close_tool_calls(self, session: Session, req: ParsedRequest, ts: float) -> None:
         pending = session.pending_tools
         for ref in req.tool_results:
             call = pending.get(ref.tool_use_id)
-            if call is None or call.result_at is not None:
+            if call is None:
+                # A core lagging past the hold saw the result before the tool_use block:
+                # kept (bounded) until the block shows up, then the call closes at once.
+                early = self._early_results.setdefault(session.session_id, {})
+                early[ref.tool_use_id] = (ts, ref.is_error)
+                if len(early) > EARLY_RESULTS_KEPT:
+                    del early[next(iter(early))]
                 continue
-            if call.requested_at is None:
-                # The tool_result overtook the end of the response that asked for it (the
-                # two travel on different side streams): the tool_use block's end is as close.
-                call.requested_at = min(call.seen_at, ts)
-            # Arrival times of two side streams can be skewed by a few ms: never negative.
-            call.result_at = max(ts, call.requested_at)
-            call.outcome = "error" if ref.is_error else "ok"
-            if ref.is_error:
-                session.tool_failures += 1
-            self._notify("tool_result", session, call)
-            # Done calls leave the pending map; the listeners have their copy.
-            del pending[ref.tool_use_id]
+            if call.result_at is None:
+                self._close_call(session, call, ts, ref.is_error)
+
+    def _close_call(self, session: Session, call: ToolCall, ts: float, is_error: bool) -> None:
+        if call.requested_at is None:
+            # The tool_result overtook the end of the response that asked for it (the
+            # two travel on different side streams): the tool_use block's end is as close.
+            call.requested_at = min(call.seen_at, ts)
+        # Arrival times of two side streams can be skewed by a few ms: never negative.
+        call.result_at = max(ts, call.requested_at)
+        call.outcome = "error" if is_error else "ok"
+        if is_error:
+            session.tool_failures += 1
+        self._notify("tool_result", session, call)
+        # Done calls leave the pending map; the listeners have their copy.
+        del session.pending_tools[call.tool_use_id]
 
     # -- responses -----------------------------------------------------------------
     def _on_response(self, event: ResponseStarted) -> None:
@@ -495,6 +528,7 @@ class SessionTracker:
         """Ended sessions leave memory; the store keeps their history."""
         self.sessions.pop(session.session_id, None)
         self._recent.pop(session.session_id, None)
+        self._early_results.pop(session.session_id, None)
 
     # -- queries -------------------------------------------------------------------
     def recent_requests(self, session_id: str) -> list[RequestRecord]:

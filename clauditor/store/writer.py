@@ -2,7 +2,8 @@
 
 Rows are flushed at least every `interval` seconds, so a crash loses at most that
 much. If the disk is full or the file read-only, the batch is kept (bounded) and
-retried, the error logged once per minute, and live views keep working.
+retried, the error logged when it starts and then once per minute, the recovery logged
+too, and live views keep working.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class StoreWriter:
         tasks: list[Task] = []
         taken = 0
         last_report = 0.0
+        failed_in_a_row = 0  # the first failure of a run is always logged, then once a minute
         stopping = False
         while not stopping:
             deadline = time.monotonic() + self.interval
@@ -122,19 +124,35 @@ class StoreWriter:
             if pending:
                 try:
                     self._write(db, pending)
-                    self.rows_written += len(pending)
-                    pending = {}
-                    self.last_error = None
                 except sqlite3.Error as exc:
                     self.write_errors += 1
+                    failed_in_a_row += 1
                     self.last_error = str(exc)
                     now = time.monotonic()
-                    if now - last_report > 60:
+                    if failed_in_a_row == 1 or now - last_report > 60:
                         last_report = now
-                        log.error("cannot write to %s: %s (will retry)", self.path, exc)
+                        log.error(
+                            "cannot write to %s: %s [%s]; %d rows kept in memory, retrying "
+                            "every %.1f s; live views are not affected (check the free space "
+                            "and that the file is writable)",
+                            self.path,
+                            exc,
+                            getattr(exc, "sqlite_errorname", type(exc).__name__),
+                            len(pending),
+                            self.interval,
+                        )
                     if stopping:
+                        log.error("stopping: %d rows not written to %s", len(pending), self.path)
                         break
                     continue
+                self.rows_written += len(pending)
+                pending = {}
+                self.last_error = None
+                if failed_in_a_row:
+                    log.warning(
+                        "writes to %s resumed after %d failed attempts", self.path, failed_in_a_row
+                    )
+                    failed_in_a_row = 0
             for fn in tasks:
                 try:
                     fn(db)

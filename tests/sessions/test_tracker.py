@@ -310,3 +310,127 @@ def test_request_is_held_until_the_streaming_response_before_it_ends(
     tracker.tick()
     assert k2.request_count == 2
     assert k2.turn_count == 2
+
+
+def test_a_lagging_core_still_sees_a_tool_round_in_order(
+    tracker: SessionTracker, clock: ManualClock, recorder: Recorder
+) -> None:
+    """A loaded core can parse the tool_result request before it saw the response asking
+    for the tool even start, or before it parsed the request before it: the request waits
+    for the earlier exchanges of its session (bounded by HOLD_MAX_SECONDS)."""
+    from clauditor.domain.events import (
+        ExchangeFinished,
+        QuotaHeaders,
+        RequestParsed,
+        RequestStarted,
+        ResponseStarted,
+        ToolUseSeen,
+    )
+    from clauditor.parsing.request import parse_request
+    from tests.helpers import body_bytes
+    from tests.sessions.replay import result_of
+
+    first, second = fixture_posts("b_tool_bash")
+    sid = headers_of(first)["x-claude-code-session-id"]
+    req1 = parse_request(headers_of(first), body_bytes(first))
+    req2 = parse_request(headers_of(second), body_bytes(second))
+    result1, result2 = result_of(first["response"]), result_of(second["response"])
+
+    def response(t: SessionTracker, ex: int, result: MessageResult) -> None:
+        t.handle(ResponseStarted(ex, clock.now(), 200, f"req_{ex}", QuotaHeaders()))
+        for tool in result.tool_uses:
+            t.handle(ToolUseSeen(ex, clock.now(), tool))
+        t.handle(ExchangeFinished(ex, clock.now(), 200, result, None))
+
+    # 1. Exchange 1 parsed, its response not started yet, when the tool_result arrives.
+    tracker.handle(RequestParsed(1, clock.now(), clock.now(), req1, None))
+    clock.advance(0.01)
+    tracker.handle(RequestParsed(2, clock.now(), clock.now(), req2, None))
+    s = tracker.sessions[sid]
+    assert tracker.held_requests == 1 and s.request_count == 1
+    clock.advance(0.01)
+    response(tracker, 1, result1)
+    assert s.request_count == 2 and not s.pending_tools  # released, the tool closed
+    response(tracker, 2, result2)
+    assert [t.outcome for t in s.turns] == ["completed"]
+    assert ("tool_result", ("Bash", "ok", 0.0)) in recorder.calls
+
+    # 2. Only the headers of exchange 3 seen (body not parsed) when exchange 4 is parsed.
+    tracker2 = SessionTracker(clock, listeners=[recorder])
+    tracker2.handle(RequestStarted(3, clock.now(), sid))
+    tracker2.handle(RequestStarted(4, clock.now(), sid))
+    tracker2.handle(RequestParsed(4, clock.now(), clock.now(), req2, None))
+    assert tracker2.held_requests == 1 and sid not in tracker2.sessions
+    tracker2.handle(RequestParsed(3, clock.now(), clock.now(), req1, None))
+    response(tracker2, 3, result1)
+    response(tracker2, 4, result2)
+    s2 = tracker2.sessions[sid]
+    assert (s2.turn_count, s2.request_count, s2.tool_call_count) == (1, 2, 1)
+    assert [t.outcome for t in s2.turns] == ["completed"] and not s2.pending_tools
+
+    # 3. A request that overtook nothing is never held.
+    tracker3 = SessionTracker(clock)
+    tracker3.handle(RequestStarted(5, clock.now(), sid))
+    tracker3.handle(RequestParsed(5, clock.now(), clock.now(), req1, None))
+    assert tracker3.held_requests == 0 and tracker3.sessions[sid].request_count == 1
+
+
+def test_requests_of_a_session_are_applied_in_order_when_parsed_out_of_order(
+    clock: ManualClock,
+) -> None:
+    """The main request's body is still arriving when the title request (sent after it)
+    is parsed: the title waits for the main request to be parsed, not for its end."""
+    from clauditor.domain.events import RequestParsed, RequestStarted
+    from clauditor.parsing.request import parse_request
+    from tests.helpers import body_bytes
+
+    title, first, _ = fixture_posts("k2_interactive_tmux_json_title")
+    sid = headers_of(first)["x-claude-code-session-id"]
+    tracker = SessionTracker(clock)
+    tracker.handle(RequestStarted(1, clock.now(), sid))  # the main request
+    tracker.handle(RequestStarted(2, clock.now(), sid))  # the title request
+    tracker.handle(
+        RequestParsed(
+            2, clock.now(), clock.now(), parse_request(headers_of(title), body_bytes(title)), None
+        )
+    )
+    assert tracker.held_requests == 1 and sid not in tracker.sessions
+    tracker.handle(
+        RequestParsed(
+            1, clock.now(), clock.now(), parse_request(headers_of(first), body_bytes(first)), None
+        )
+    )
+    s = tracker.sessions[sid]
+    assert s.request_count == 2  # released right after the main request's parse
+    assert [r.kind for r in tracker.recent_requests(sid)] == ["main", "title"]
+    assert s.turn_count == 1 and s.turns[0].requests == 2
+
+
+def test_a_tool_result_seen_long_before_its_tool_use_still_closes_the_call(
+    tracker: SessionTracker, clock: ManualClock, recorder: Recorder
+) -> None:
+    """Past HOLD_MAX_SECONDS the held tool_result is applied anyway; when the tool_use block
+    shows up at last, the call closes at once instead of staying pending forever."""
+    from clauditor.domain.events import ExchangeFinished, RequestParsed, ToolUseSeen
+    from clauditor.parsing.request import parse_request
+    from tests.helpers import body_bytes
+    from tests.sessions.replay import result_of
+
+    first, second = fixture_posts("b_tool_bash")
+    sid = headers_of(first)["x-claude-code-session-id"]
+    req1 = parse_request(headers_of(first), body_bytes(first))
+    req2 = parse_request(headers_of(second), body_bytes(second))
+    result1, result2 = result_of(first["response"]), result_of(second["response"])
+
+    tracker.handle(RequestParsed(1, clock.now(), clock.now(), req1, None))
+    tracker.handle(RequestParsed(2, clock.now(), clock.now(), req2, None))  # held
+    clock.advance(0.6)
+    tracker.tick()  # the hold expires: applied before exchange 1's tool_use is known
+    s = tracker.sessions[sid]
+    assert s.request_count == 2 and not s.pending_tools
+    tracker.handle(ToolUseSeen(1, clock.now(), result1.tool_uses[0]))
+    assert not s.pending_tools and s.tool_call_count == 1
+    assert ("tool_result", ("Bash", "ok", 0.0)) in recorder.calls
+    tracker.handle(ExchangeFinished(1, clock.now(), 200, result1, None))
+    tracker.handle(ExchangeFinished(2, clock.now(), 200, result2, None))
+    assert [t.outcome for t in s.turns] == ["completed"] and not s.pending_tools

@@ -79,6 +79,8 @@ def test_clauditor_serves_what_envoy_expects() -> None:
     command = " ".join(SERVICES["clauditor"]["command"])
     assert "--grpc=0.0.0.0:50051" in command and "--api=0.0.0.0:9091" in command
     assert "--allow-host=clauditor" in command  # Prometheus scrapes it by service name
+    # 0.0.0.0 inside the container needs the explicit flag (published on 127.0.0.1 only).
+    assert "--allow-non-loopback" in SERVICES["clauditor"]["command"]
 
 
 def test_promtool_accepts_the_prometheus_config() -> None:
