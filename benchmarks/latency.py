@@ -350,9 +350,12 @@ class Stack:
         return f"the core was restarted during this level (pid {old} -> {pid})"
 
     def envoy_ext_proc_stats(self) -> dict[str, int]:
-        url = f"http://{HOST}:{self.admin_port}/stats?filter=ext_proc"
+        """Envoy's ext_proc counters and its flow-control ones: a side stream that backs up
+        makes Envoy pause reading the client's request or the upstream's response."""
+        url = f"http://{HOST}:{self.admin_port}/stats"
+        text = httpx.get(url, params={"filter": "ext_proc|flow_control"}, timeout=5).text
         out: dict[str, int] = {}
-        for line in httpx.get(url, timeout=5).text.splitlines():
+        for line in text.splitlines():
             key, _, value = line.partition(": ")
             if value.strip().isdigit() and int(value):
                 out[key.replace("http.clauditor.ext_proc.", "")] = int(value)
@@ -538,7 +541,10 @@ def report(levels: list[Level], hung: Level | None, ext_proc: dict[str, int]) ->
         out.append("Notes: " + "; ".join(notes))
     if ext_proc:
         out.append("")
-        out.append("Envoy (c) ext_proc counters: " + json.dumps(ext_proc, sort_keys=True))
+        out.append(
+            "Envoy (c) ext_proc and flow-control counters after the (c) levels, and what the "
+            "hung run added (hung:): " + json.dumps(ext_proc, sort_keys=True)
+        )
     return "\n".join(out)
 
 
@@ -684,6 +690,8 @@ async def _run(
             await asyncio.sleep(1.0)
     hung: Level | None = None
     ext: dict[str, int] = {}
+    if "c" in stack.targets:
+        ext = stack.envoy_ext_proc_stats()
     if "hung" in wanted:
         count = per_session.get(hung_level, max(1, 96 // hung_level))
         print(f"hung core: SIGSTOP pid {stack.core_pid}", flush=True)
@@ -696,9 +704,8 @@ async def _run(
         finally:
             os.kill(stack.core_pid, signal.SIGCONT)
         await asyncio.to_thread(stack.wait_core_idle, 60.0)
-        ext = stack.envoy_ext_proc_stats()
-    elif "c" in stack.targets:
-        ext = stack.envoy_ext_proc_stats()
+        after = stack.envoy_ext_proc_stats()
+        ext |= {f"hung:{k}": v - ext.get(k, 0) for k, v in after.items() if v != ext.get(k, 0)}
     return out, hung, ext
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -68,56 +69,6 @@ def main() -> None:
     """Local, fail-open observability for Claude Code sessions."""
 
 
-_grpc_option = click.option(
-    "--grpc",
-    envvar="CLAUDITOR_GRPC",
-    default="127.0.0.1:50051",
-    callback=_addr("--grpc"),
-    help="ext_proc gRPC address the core listens on.",
-)
-_api_option = click.option(
-    "--api",
-    envvar="CLAUDITOR_API",
-    default="127.0.0.1:9091",
-    callback=_addr("--api"),
-    help="HTTP API address (/health, /api/sessions).",
-)
-_db_option = click.option(
-    "--db",
-    envvar="CLAUDITOR_DB",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="SQLite history file [default: $XDG_DATA_HOME/clauditor/clauditor.db]",
-)
-_idle_option = click.option(
-    "--idle-timeout",
-    envvar="CLAUDITOR_IDLE_TIMEOUT",
-    type=float,
-    default=300.0,
-    help="Seconds without traffic before a session is idle (and an open turn abandoned).",
-)
-_no_prompts_option = click.option(
-    "--no-prompts",
-    envvar="CLAUDITOR_NO_PROMPTS",
-    is_flag=True,
-    help="Store neither the cleaned first prompt nor the final summary.",
-)
-_retention_option = click.option(
-    "--retention-days",
-    envvar="CLAUDITOR_RETENTION_DAYS",
-    type=click.FloatRange(min=1),
-    default=90.0,
-    help="Delete sessions idle for longer than this.",
-)
-_otlp_option = click.option(
-    "--otlp-endpoint",
-    envvar="CLAUDITOR_OTLP_ENDPOINT",
-    default=None,
-    help="Send traces and metrics over OTLP to this base URL (e.g. http://127.0.0.1:4317); "
-    "OTEL_EXPORTER_OTLP_* variables work too.",
-)
-
-
 def _price_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     """Check the price file up front: a bad one is a one-line error, not a dead core."""
     if value is None:
@@ -131,33 +82,152 @@ def _price_file(ctx: click.Context, param: click.Parameter, value: Path | None) 
     return value.expanduser().resolve()
 
 
-_prices_option = click.option(
-    "--prices",
-    envvar="CLAUDITOR_PRICES",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    callback=_price_file,
-    help="Price table (JSON) merged over the packaged one: see README, Signals.",
-)
-_budget_option = click.option(
-    "--weekly-token-budget",
-    envvar="CLAUDITOR_WEEKLY_TOKEN_BUDGET",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Tokens per week (Monday 00:00 UTC): shows remaining and projected exhaustion.",
-)
-_allow_non_loopback_option = click.option(
-    "--allow-non-loopback",
-    envvar="CLAUDITOR_ALLOW_NON_LOOPBACK",
-    is_flag=True,
-    help="Allow listener addresses other than loopback (with a warning).",
-)
 _log_option = click.option(
     "--log-level",
     envvar="CLAUDITOR_LOG_LEVEL",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+
+# The core's options, declared once: `serve` takes them, `up` takes them too and hands
+# them on to the `serve` child it supervises (_forwarded), so the two never drift apart.
+CORE_OPTIONS = (
+    click.option(
+        "--grpc",
+        envvar="CLAUDITOR_GRPC",
+        default="127.0.0.1:50051",
+        callback=_addr("--grpc"),
+        help="ext_proc gRPC address the core listens on.",
+    ),
+    click.option(
+        "--api",
+        envvar="CLAUDITOR_API",
+        default="127.0.0.1:9091",
+        callback=_addr("--api"),
+        help="HTTP API address (/health, /api/sessions, /watch, /metrics).",
+    ),
+    click.option(
+        "--upstream",
+        envvar="CLAUDITOR_UPSTREAM",
+        default="https://api.anthropic.com",
+        help="Where Envoy forwards to (https with SNI, or plain http://127.0.0.1:PORT).",
+    ),
+    click.option(
+        "--db",
+        envvar="CLAUDITOR_DB",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="SQLite history file [default: $XDG_DATA_HOME/clauditor/clauditor.db]",
+    ),
+    click.option(
+        "--idle-timeout",
+        envvar="CLAUDITOR_IDLE_TIMEOUT",
+        type=float,
+        default=300.0,
+        help="Seconds without traffic before a session is idle (and an open turn abandoned).",
+    ),
+    click.option(
+        "--end-timeout",
+        envvar="CLAUDITOR_END_TIMEOUT",
+        type=float,
+        default=1800.0,
+        help="Seconds an idle session waits before it is ended (and leaves memory).",
+    ),
+    click.option(
+        "--no-prompts",
+        envvar="CLAUDITOR_NO_PROMPTS",
+        is_flag=True,
+        help="Store neither the cleaned first prompt nor the final summary.",
+    ),
+    click.option(
+        "--retention-days",
+        envvar="CLAUDITOR_RETENTION_DAYS",
+        type=click.FloatRange(min=1),
+        default=90.0,
+        help="Delete sessions idle for longer than this.",
+    ),
+    click.option(
+        "--otlp-endpoint",
+        envvar="CLAUDITOR_OTLP_ENDPOINT",
+        default=None,
+        help="Send traces and metrics over OTLP to this base URL (e.g. http://127.0.0.1:4317); "
+        "OTEL_EXPORTER_OTLP_* variables work too.",
+    ),
+    click.option(
+        "--prices",
+        envvar="CLAUDITOR_PRICES",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        callback=_price_file,
+        help="Price table (JSON) merged over the packaged one: see README, Signals.",
+    ),
+    click.option(
+        "--weekly-token-budget",
+        envvar="CLAUDITOR_WEEKLY_TOKEN_BUDGET",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Tokens per week (Monday 00:00 UTC): shows remaining and projected exhaustion.",
+    ),
+    click.option(
+        "--allow-host",
+        "allow_hosts",
+        envvar="CLAUDITOR_ALLOW_HOSTS",
+        multiple=True,
+        help="Extra Host header names the API accepts (e.g. the compose service name).",
+    ),
+    click.option(
+        "--allow-non-loopback",
+        envvar="CLAUDITOR_ALLOW_NON_LOOPBACK",
+        is_flag=True,
+        help="Allow listener addresses other than loopback (with a warning).",
+    ),
+    _log_option,
+)
+# What the supervisor passes to its core from its own typed settings, not forwarded.
+_SUPERVISOR_SETS = frozenset({"grpc", "api", "upstream", "db"})
+
+
+def core_options(command):  # type: ignore[no-untyped-def]
+    for option in reversed(CORE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _forwarded(ctx: click.Context) -> tuple[str, ...]:
+    """The command line that hands a `serve` child every core option this command got."""
+    names = {p.name for p in serve.params} - _SUPERVISOR_SETS
+    argv: list[str] = []
+    for param in ctx.command.params:
+        if param.name not in names or not isinstance(param, click.Option):
+            continue
+        value, flag = ctx.params[param.name], param.opts[0]
+        if param.is_flag:
+            argv += [flag] if value else []
+        elif param.multiple:
+            for item in value:
+                argv += [flag, str(item)]
+        elif value is not None:
+            argv += [flag, str(value)]
+    return tuple(argv)
+
+
+def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from clauditor.core import CoreConfig
+
+    return CoreConfig(
+        grpc=core["grpc"],
+        api=core["api"],
+        db=(core["db"] or default_db_path()).expanduser(),
+        idle_timeout=core["idle_timeout"],
+        end_timeout=core["end_timeout"],
+        extra_allowed_hosts=core["allow_hosts"],
+        upstream=Upstream.parse(core["upstream"]),
+        no_prompts=core["no_prompts"],
+        retention_days=core["retention_days"],
+        otlp_endpoint=core["otlp_endpoint"],
+        prices=core["prices"],
+        weekly_token_budget=core["weekly_token_budget"],
+    )
 
 
 @main.command()
@@ -168,15 +238,6 @@ _log_option = click.option(
     callback=_addr("--listen"),
     help="Where Envoy accepts Claude Code (ANTHROPIC_BASE_URL).",
 )
-@_grpc_option
-@_api_option
-@click.option(
-    "--upstream",
-    envvar="CLAUDITOR_UPSTREAM",
-    default="https://api.anthropic.com",
-    help="Where Envoy forwards to (https with SNI, or plain http://127.0.0.1:PORT).",
-)
-@_db_option
 @click.option(
     "--envoy",
     "envoy_bin",
@@ -191,13 +252,6 @@ _log_option = click.option(
     callback=_addr("--envoy-admin"),
     help="Envoy's admin interface (keep it on loopback: it can stop Envoy).",
 )
-@_idle_option
-@_no_prompts_option
-@_retention_option
-@_otlp_option
-@_prices_option
-@_budget_option
-@_allow_non_loopback_option
 @click.option(
     "--core-nice",
     envvar="CLAUDITOR_CORE_NICE",
@@ -205,59 +259,36 @@ _log_option = click.option(
     default=19,
     help="CPU niceness of the core: it only watches, so it yields the CPU to Envoy.",
 )
-@_log_option
+@core_options
+@click.pass_context
 def up(
+    ctx: click.Context,
     listen: HostPort,
-    grpc: HostPort,
-    api: HostPort,
-    upstream: str,
-    db: Path | None,
     envoy_bin: str | None,
     envoy_admin: HostPort,
-    idle_timeout: float,
-    no_prompts: bool,
-    retention_days: float,
-    otlp_endpoint: str | None,
-    prices: Path | None,
-    weekly_token_budget: int | None,
-    allow_non_loopback: bool,
     core_nice: int,
-    log_level: str,
+    **core: Any,
 ) -> None:
     """Start the core and an embedded Envoy; restart either if it dies."""
     from clauditor.supervisor import Supervisor, UpConfig, UpError
 
+    grpc, api, allow = core["grpc"], core["api"], core["allow_non_loopback"]
     listeners = (("--listen", listen), ("--grpc", grpc), ("--api", api))
-    _loopback_only(allow_non_loopback, *listeners, ("--envoy-admin", envoy_admin), warn=False)
+    _loopback_only(allow, *listeners, ("--envoy-admin", envoy_admin), warn=False)
     # A warning for Envoy's listeners here; the core warns about its own (--grpc, --api).
-    _loopback_only(allow_non_loopback, ("--listen", listen), ("--envoy-admin", envoy_admin))
-    _setup_logging(log_level)
+    _loopback_only(allow, ("--listen", listen), ("--envoy-admin", envoy_admin))
+    _setup_logging(core["log_level"])
     try:
         config = UpConfig(
             listen=listen,
             grpc=grpc,
             api=api,
             admin=envoy_admin,
-            upstream=Upstream.parse(upstream),
-            db=(db or default_db_path()).expanduser(),
+            upstream=Upstream.parse(core["upstream"]),
+            db=(core["db"] or default_db_path()).expanduser(),
             envoy=envoy_bin,
-            idle_timeout=idle_timeout,
             core_nice=core_nice,
-            serve_args=(
-                "--log-level",
-                log_level,
-                "--retention-days",
-                str(retention_days),
-                *(["--no-prompts"] if no_prompts else []),
-                *(["--otlp-endpoint", otlp_endpoint] if otlp_endpoint else []),
-                *(["--prices", str(prices)] if prices else []),
-                *(
-                    ["--weekly-token-budget", str(weekly_token_budget)]
-                    if weekly_token_budget
-                    else []
-                ),
-                *(["--allow-non-loopback"] if allow_non_loopback else []),
-            ),
+            serve_args=_forwarded(ctx),
         )
         sys.exit(Supervisor(config).run())
     except (UpError, UpstreamError) as exc:
@@ -266,8 +297,8 @@ def up(
 
 @main.command()
 @click.option("--listen", default="127.0.0.1:10000", callback=_addr("--listen"))
-@_grpc_option
-@_api_option
+@CORE_OPTIONS[0]
+@CORE_OPTIONS[1]
 @click.option(
     "--envoy-admin",
     default="127.0.0.1:9901",
@@ -330,75 +361,16 @@ def demo(
 
 
 @main.command()
-@_grpc_option
-@_api_option
-@_db_option
-@_idle_option
-@click.option(
-    "--allow-host",
-    "allow_hosts",
-    envvar="CLAUDITOR_ALLOW_HOSTS",
-    multiple=True,
-    help="Extra Host header names the API accepts (e.g. the compose service name).",
-)
-@click.option(
-    "--upstream",
-    envvar="CLAUDITOR_UPSTREAM",
-    default="https://api.anthropic.com",
-    help="Where your Envoy forwards to (reported on spans as server.address).",
-)
-@_no_prompts_option
-@_retention_option
-@_otlp_option
-@click.option(
-    "--end-timeout",
-    envvar="CLAUDITOR_END_TIMEOUT",
-    type=float,
-    default=1800.0,
-    help="Seconds an idle session waits before it is ended (and leaves memory).",
-)
-@_prices_option
-@_budget_option
-@_allow_non_loopback_option
-@_log_option
-def serve(
-    grpc: HostPort,
-    api: HostPort,
-    db: Path | None,
-    idle_timeout: float,
-    allow_hosts: tuple[str, ...],
-    upstream: str,
-    no_prompts: bool,
-    retention_days: float,
-    otlp_endpoint: str | None,
-    end_timeout: float,
-    prices: Path | None,
-    weekly_token_budget: int | None,
-    allow_non_loopback: bool,
-    log_level: str,
-) -> None:
+@core_options
+def serve(**core: Any) -> None:
     """Run the core alone (ext_proc + API), next to an Envoy you run yourself."""
-    from clauditor.core import CoreConfig, CoreError
+    from clauditor.core import CoreError
     from clauditor.core import serve as serve_core
 
-    _loopback_only(allow_non_loopback, ("--grpc", grpc), ("--api", api))
-    _setup_logging(log_level)
+    _loopback_only(core["allow_non_loopback"], ("--grpc", core["grpc"]), ("--api", core["api"]))
+    _setup_logging(core["log_level"])
     try:
-        config = CoreConfig(
-            grpc=grpc,
-            api=api,
-            db=(db or default_db_path()).expanduser(),
-            idle_timeout=idle_timeout,
-            extra_allowed_hosts=allow_hosts,
-            upstream=Upstream.parse(upstream),
-            no_prompts=no_prompts,
-            retention_days=retention_days,
-            otlp_endpoint=otlp_endpoint,
-            end_timeout=end_timeout,
-            prices=prices,
-            weekly_token_budget=weekly_token_budget,
-        )
-        asyncio.run(serve_core(config))
+        asyncio.run(serve_core(_core_config(core)))
     except (CoreError, StoreError, UpstreamError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

@@ -43,7 +43,6 @@ class UpConfig:
     upstream: Upstream
     db: Path
     envoy: str | None = None
-    idle_timeout: float = 300.0
     envoy_log_level: str = "warning"
     serve_args: tuple[str, ...] = field(default_factory=tuple)
     # The core watches, it does not carry traffic: at a low CPU priority it never competes
@@ -176,8 +175,6 @@ class Supervisor:
                 str(cfg.api),
                 "--db",
                 str(cfg.db),
-                "--idle-timeout",
-                str(cfg.idle_timeout),
                 "--upstream",
                 cfg.upstream.url,
                 *cfg.serve_args,

@@ -875,10 +875,14 @@ class FakeUpstream:
         comp = zlib.compressobj(wbits=31) if reply.gzip else None  # gzip framing
         written = 0
         sent = bytearray()
+        # Paced on a fixed schedule, as a remote server's clock is: a slow proxy or a busy
+        # CPU here delays the bytes, never the schedule of the events after them.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         try:
             for i, piece in enumerate(pieces):
                 if i and delay > 0:
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(max(0.0, start + i * delay - loop.time()))
                 # Sync-flush so every chunk is decodable on arrival.
                 data = comp.compress(piece) + comp.flush(zlib.Z_SYNC_FLUSH) if comp else piece
                 if data:

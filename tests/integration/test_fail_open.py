@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -145,3 +146,71 @@ def test_core_restart_mid_turn_resumes_the_turn(stack: Stack, fake: FakeUpstream
     with sqlite3.connect(stack.db) as db:
         calls = db.execute("select name, outcome, duration_ms from tool_calls").fetchall()
     assert len(calls) == 1 and calls[0][:2] == ("Bash", "ok") and calls[0][2] > 0
+
+
+def _big_body(record: dict, mb: float, seed: int) -> bytes:
+    """The recorded request with ~`mb` MB of tool output added, as long sessions carry."""
+    body = json.loads(body_bytes(record))
+    filler = "".join(
+        f"{seed}:{i:07d} line of a file read by a tool\n" for i in range(int(mb * 25_000))
+    )
+    last = body["messages"][-1]
+    if isinstance(last["content"], str):
+        last["content"] = [{"type": "text", "text": last["content"]}]
+    last["content"].append({"type": "text", "text": filler})
+    return json.dumps(body).encode()
+
+
+def test_starved_core_never_pauses_envoy_reading(stack: Stack, fake: FakeUpstream) -> None:
+    """Envoy applies a side stream's flow control to the request it mirrors: when its
+    connection to the core backs up, Envoy stops reading the client's upload and
+    Anthropic's response. A core starved of CPU (here: stopped 30 ms of every 40) while
+    rounds of 8 requests of 2 MB stream through must never back that connection up."""
+    record = fixture_posts("a_plain_text")[0]
+    pid = stack.core_pid()
+    done = threading.Event()
+
+    def starve() -> None:
+        for _ in range(2000):  # bounded: 80 s at most
+            if done.is_set():
+                break
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.03)
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
+
+    results: list[int] = []
+
+    def one(i: int) -> None:
+        sid = str(uuid.uuid4())
+        fake.script(sid, [Reply(text="word " * 400, text_chunks=400, event_delay=0.001)])
+        resp = httpx.post(
+            stack.proxy_url + "/v1/messages?beta=true",
+            headers=recorded_headers(record, session_id=sid),
+            content=_big_body(record, 2.0, i),
+            timeout=30,
+            trust_env=False,
+        )
+        results.append(resp.status_code)
+
+    starver = threading.Thread(target=starve)
+    starver.start()
+    try:
+        for _round in range(3):
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+    finally:
+        done.set()
+        starver.join(10)
+        os.kill(pid, signal.SIGCONT)
+    assert results == [200] * 24
+    assert stack.envoy_stat("cluster.clauditor_ext_proc.upstream_cx_tx_bytes_total") > 40e6
+    # Anthropic's response is never paused for the core; the core's connection backs up
+    # at most a few times when a stopped core leaves a whole round unread (at Envoy's
+    # default 1 MiB buffer: 250-310 times, and the response paused 7-26 times).
+    assert stack.envoy_stat("cluster.anthropic.upstream_flow_control_paused_reading_total") == 0
+    assert stack.envoy_stat("cluster.clauditor_ext_proc.upstream_flow_control_backed_up_total") < 10
+    assert stack.core_up()

@@ -1,0 +1,83 @@
+"""`up` takes every option of `serve` and hands each one on to the core it starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from clauditor.cli import main, serve, up
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def supervisor_run(self: Any, ready: Any = None) -> int:
+        seen["up"] = self.config
+        return 0
+
+    async def core_serve(config: Any, clock: Any = None) -> None:
+        seen["serve"] = config
+
+    monkeypatch.setattr("clauditor.supervisor.Supervisor.run", supervisor_run)
+    monkeypatch.setattr("clauditor.core.serve", core_serve)
+    for name in ("CLAUDITOR_ALLOW_NON_LOOPBACK", "CLAUDITOR_NO_PROMPTS", "CLAUDITOR_DB"):
+        monkeypatch.delenv(name, raising=False)
+    return seen
+
+
+def test_up_accepts_every_serve_option() -> None:
+    def opts(command: Any) -> set[str]:
+        return {o for p in command.params for o in p.opts}
+
+    assert opts(serve) <= opts(up), opts(serve) - opts(up)
+
+
+def test_every_core_option_reaches_the_core_through_up(
+    tmp_path: Path, captured: dict[str, Any]
+) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": {}}))
+    # Every core option away from its default.
+    core_args = [
+        *("--grpc", "127.0.0.1:50999", "--api", "127.0.0.1:9999"),
+        *("--upstream", "http://127.0.0.1:8081", "--db", str(tmp_path / "h.db")),
+        *("--idle-timeout", "12.5", "--end-timeout", "99.0"),
+        *("--no-prompts", "--retention-days", "7.0"),
+        *("--otlp-endpoint", "http://127.0.0.1:4317", "--prices", str(prices)),
+        *("--weekly-token-budget", "1000000"),
+        *("--allow-host", "clauditor", "--allow-host", "core.local"),
+        *("--log-level", "debug"),
+    ]
+    runner = CliRunner()
+    done = runner.invoke(main, ["serve", *core_args], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    direct = captured.pop("serve")
+
+    done = runner.invoke(main, ["up", *core_args], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    cfg = captured.pop("up")
+    assert "--idle-timeout" in cfg.serve_args and "--end-timeout" in cfg.serve_args
+
+    # What `up` starts: `serve` with the supervisor's own settings and the forwarded rest.
+    child = [
+        *("--grpc", str(cfg.grpc), "--api", str(cfg.api)),
+        *("--db", str(cfg.db), "--upstream", cfg.upstream.url),
+        *cfg.serve_args,
+    ]
+    done = runner.invoke(main, ["serve", *child], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert captured.pop("serve") == direct
+
+
+def test_defaults_forward_nothing_surprising(tmp_path: Path, captured: dict[str, Any]) -> None:
+    done = CliRunner().invoke(main, ["up", "--db", str(tmp_path / "h.db")])
+    assert done.exit_code == 0, done.output
+    args = captured["up"].serve_args
+    assert "--no-prompts" not in args and "--allow-non-loopback" not in args
+    assert "--otlp-endpoint" not in args and "--allow-host" not in args
+    assert args[args.index("--log-level") + 1] == "info"
