@@ -280,7 +280,7 @@ class Stack:
         self.targets["a"] = Target("a", self.upstream_port, pids=(proc.pid,))
 
     # (b)
-    def start_plain_envoy(self) -> None:
+    def start_plain_envoy(self, name: str = "b") -> None:
         listen, admin = free_port(), free_port()
         settings = EnvoySettings(
             listen=HostPort(HOST, listen),
@@ -288,12 +288,12 @@ class Stack:
             grpc=HostPort(HOST, free_port()),
             upstream=Upstream("http", HOST, self.upstream_port),
         )
-        path = self.tmp / "envoy-plain.yaml"
+        path = self.tmp / f"envoy-plain-{name}.yaml"
         path.write_text(plain_envoy_config(settings))
         argv = [find_envoy(None), "-c", str(path), "--disable-hot-restart"]
         proc = self.spawn([*argv, "--log-level", "warning"])
         wait_http(f"http://{HOST}:{admin}/ready")
-        self.targets["b"] = Target("b", listen, pids=(proc.pid,))
+        self.targets[name] = Target(name, listen, pids=(proc.pid,))
 
     # (c)
     def start_clauditor(self) -> None:

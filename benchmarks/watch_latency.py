@@ -155,6 +155,13 @@ class Subscriber:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        try:
+            self._read()
+        except httpx.HTTPError:
+            if not self.stop.is_set():  # the stack stopping ends the stream: not news
+                raise
+
+    def _read(self) -> None:
         with (
             httpx.Client(timeout=None, trust_env=False) as client,
             client.stream("GET", f"{self.url}/watch") as resp,

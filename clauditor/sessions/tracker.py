@@ -26,7 +26,7 @@ from clauditor.domain.events import (
     ToolUseSeen,
 )
 from clauditor.parsing.fold import MessageResult
-from clauditor.parsing.request import ParsedRequest, task_key
+from clauditor.parsing.request import ParsedRequest, ToolResultRef, task_key
 from clauditor.parsing.text import summarize_text, tool_input_summary
 from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
 from clauditor.sessions.signals.engine import SignalEngine
@@ -41,6 +41,7 @@ AGENT_TOOLS = frozenset({"Agent", "Task"})
 # How long a request may wait for the end of a response that was streaming when it came.
 HOLD_MAX_SECONDS = 0.5
 EARLY_RESULTS_KEPT = 256  # per session: tool results that came before their tool_use
+CLOSED_TOOLS_KEPT = 256  # per session: ids of closed calls, so a resent result is not "unseen"
 
 
 @dataclass
@@ -49,6 +50,8 @@ class _Held:
     waiting_for: set[int]  # exchanges that must have ended
     events: list[DomainEvent]
     parsed_first: set[int] = field(default_factory=set)  # exchanges that must be parsed
+    session_id: str | None = None
+    tools: set[str] = field(default_factory=set)  # tool_use ids that must have been seen
 
 
 class TrackerListener:
@@ -99,6 +102,7 @@ class SessionTracker:
         self._held: dict[int, _Held] = {}
         # session → tool_use id → (ts, is_error) of results seen before their tool_use.
         self._early_results: dict[str, dict[str, tuple[float, bool]]] = {}
+        self._closed_tools: dict[str, dict[str, None]] = {}  # session → ordered set of ids
         self.held_requests = 0
         self.listeners: list[TrackerListener] = list(listeners)
         # Finds a stored session that becomes live again (--continue, or a core restart).
@@ -118,7 +122,7 @@ class SessionTracker:
         if isinstance(event, RequestParsed) and self._hold(event):
             return
         self._dispatch(event)
-        if self._held and isinstance(event, (ExchangeFinished, RequestParsed)):
+        if self._held and isinstance(event, (ExchangeFinished, RequestParsed, ToolUseSeen)):
             self._release(self.clock.now())
 
     # -- cross-exchange order --------------------------------------------------------
@@ -127,42 +131,83 @@ class SessionTracker:
     # of the response it follows. Such a request is held until the responses of its
     # session that were streaming when it arrived have ended (or HOLD_MAX_SECONDS pass).
     # A core that lags (a loaded machine) can see even less of the request before: its
-    # body not parsed yet, or its response not started. So a request also waits for the
-    # earlier requests of its session still being parsed (or held): to be parsed first,
-    # or, for a request that follows a response (tool_result, prompt, compaction), to
-    # end; and one answering tool_use ids we have not seen waits for every earlier
-    # exchange of its session in flight.
+    # body not parsed yet, its response not started, or its side stream not even open.
+    # So a request also waits for the earlier requests of its session still being parsed
+    # (or held): to be parsed first, or, for a request that follows a response
+    # (tool_result, prompt, compaction), to end; and one answering tool_use ids we have
+    # not seen waits for those ids to show up, and for every earlier exchange of its
+    # session in flight. The requests it is waiting for never wait for it in turn.
     def _hold(self, event: RequestParsed) -> bool:
         req = event.request
         exchange_id = event.exchange_id
         session_id = req.session_id or self._hints.get(exchange_id)
-        earlier = {x for x, hint in self._hints.items() if hint == session_id and x < exchange_id}
+        later = self._waiting_for_tools()
+        earlier = {
+            x
+            for x, hint in self._hints.items()
+            if hint == session_id and x < exchange_id and x not in later
+        }
         waiting_for: set[int] = set()
+        unseen: set[str] = set()
         if req.tool_results or req.new_prompt or req.kind == "compaction":
-            session = self.sessions.get(session_id) if session_id else None
-            unseen_tools = session is not None and any(
-                ref.tool_use_id not in session.pending_tools for ref in req.tool_results
-            )
+            unseen = self._unseen_tools(session_id, req)
             waiting_for = earlier | {
                 x
                 for x, (s, r) in self._by_exchange.items()
                 if s.session_id == session_id
-                and (r.response_started_at is not None or (unseen_tools and x < exchange_id))
+                and (r.response_started_at is not None or (unseen and x < exchange_id))
             }
             earlier = set()
-        if not (waiting_for or earlier):
+        if not (waiting_for or earlier or unseen):
             return False
-        self._held[exchange_id] = _Held(self.clock.now(), waiting_for, [event], earlier)
+        held = _Held(self.clock.now(), waiting_for, [event], earlier, session_id, unseen)
+        self._held[exchange_id] = held
         self.held_requests += 1
         return True
 
+    def _unseen_tools(self, session_id: str | None, req: ParsedRequest) -> set[str]:
+        """The tool_use ids this request answers that its session has not shown us."""
+        if not req.tool_results or session_id is None:
+            return set()
+        return {
+            ref.tool_use_id for ref in req.tool_results if not self._tool_seen(session_id, ref)
+        }
+
+    def _tool_seen(self, session_id: str, ref: ToolResultRef) -> bool:
+        session = self.sessions.get(session_id)
+        pending = session.pending_tools if session is not None else {}
+        return ref.tool_use_id in pending or ref.tool_use_id in self._closed_tools.get(
+            session_id, {}
+        )
+
+    def _waiting_for_tools(self) -> set[int]:
+        return {
+            x
+            for x, h in self._held.items()
+            if h.tools and h.session_id is not None and not self._tools_arrived(h)
+        }
+
+    def _tools_arrived(self, held: _Held) -> bool:
+        sid = held.session_id
+        assert sid is not None
+        session = self.sessions.get(sid)
+        pending = session.pending_tools if session is not None else {}
+        closed = self._closed_tools.get(sid, {})
+        return all(t in pending or t in closed for t in held.tools)
+
     def _release(self, now: float) -> None:
         while True:
-            unfinished = self._by_exchange.keys() | self._hints.keys()
+            later = self._waiting_for_tools()
+            unfinished = (self._by_exchange.keys() | self._hints.keys()) - later
+            parsing = self._hints.keys() - later
             ready = [
                 x
                 for x, h in self._held.items()
-                if not (h.waiting_for & unfinished or h.parsed_first & self._hints.keys())
+                if not (
+                    h.waiting_for & unfinished
+                    or h.parsed_first & parsing
+                    or (h.tools and x in later)
+                )
                 or now - h.since >= HOLD_MAX_SECONDS
             ]
             if not ready:
@@ -439,6 +484,10 @@ class SessionTracker:
         self._notify("tool_result", session, call)
         # Done calls leave the pending map; the listeners have their copy.
         del session.pending_tools[call.tool_use_id]
+        closed = self._closed_tools.setdefault(session.session_id, {})
+        closed[call.tool_use_id] = None
+        if len(closed) > CLOSED_TOOLS_KEPT:
+            del closed[next(iter(closed))]
 
     # -- responses -----------------------------------------------------------------
     def _on_response(self, event: ResponseStarted) -> None:
@@ -529,6 +578,7 @@ class SessionTracker:
         self.sessions.pop(session.session_id, None)
         self._recent.pop(session.session_id, None)
         self._early_results.pop(session.session_id, None)
+        self._closed_tools.pop(session.session_id, None)
 
     # -- queries -------------------------------------------------------------------
     def recent_requests(self, session_id: str) -> list[RequestRecord]:

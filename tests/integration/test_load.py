@@ -3,14 +3,13 @@
 Every turn, request and tool call must be in the API, in the SQLite file and in the
 exported spans, with exact counts per session: zero lost, zero mixed between sessions.
 
-Known limit: ext_proc side streams carry no order between them, and a core starved of CPU
+Ordering: ext_proc side streams carry no order between them, and a core starved of CPU
 (nice 19 on a saturated machine) can open one several hundred ms after later ones. The
-tracker holds a request behind the earlier exchanges of its session it knows of (0.5 s at
-most) and closes a tool call whose result came first when its tool_use shows up; a whole
-request it has not seen yet cannot be waited for. At this load (~300 req/s on 2 cores,
-~530 requests) that never showed in 10+ runs; 1,728 requests at full speed still gave one
-session of 32 an extra turn in about one run in ten (test_faults' black-hole run counts
-requests, not turns, for that reason).
+tracker holds a request behind the earlier exchanges of its session it knows of, and a
+tool_result request whose tool_use ids it has not seen until they show up (0.5 s at
+most), so even a tool_result that overtakes the whole exchange before it joins that
+exchange's turn instead of starting one (this used to give a session an extra turn in
+about one run in 60).
 """
 
 from __future__ import annotations
