@@ -166,12 +166,13 @@ class SessionTracker:
         return True
 
     def _unseen_tools(self, session_id: str | None, req: ParsedRequest) -> set[str]:
-        """The tool_use ids this request answers that its session has not shown us."""
+        """The tool_use ids this request answers that its session has not shown us (a
+        stored session resumes first: after a core restart its pending calls are known)."""
         if not req.tool_results or session_id is None:
             return set()
-        return {
-            ref.tool_use_id for ref in req.tool_results if not self._tool_seen(session_id, ref)
-        }
+        if session_id not in self.sessions:
+            self._resume(session_id, self.clock.now())
+        return {ref.tool_use_id for ref in req.tool_results if not self._tool_seen(session_id, ref)}
 
     def _tool_seen(self, session_id: str, ref: ToolResultRef) -> bool:
         session = self.sessions.get(session_id)
@@ -249,19 +250,23 @@ class SessionTracker:
 
     # -- sessions ------------------------------------------------------------------
     def _session(self, session_id: str, ts: float) -> Session:
-        session = self.sessions.get(session_id)
+        session = self.sessions.get(session_id) or self._resume(session_id, ts)
         if session is not None:
             return session
-        session = self._load(session_id)
-        resumed = session is not None
-        if session is None:
-            session = Session(session_id=session_id, started_at=ts, last_activity_at=ts)
+        session = Session(session_id=session_id, started_at=ts, last_activity_at=ts)
         self.sessions[session_id] = session
         self._recent[session_id] = deque(maxlen=self._requests_kept)
-        if resumed:
-            self._touch(session, ts)
-        else:
-            self._notify("session_started", session)
+        self._notify("session_started", session)
+        return session
+
+    def _resume(self, session_id: str, ts: float) -> Session | None:
+        """A stored session that becomes live again, or None if the store has none."""
+        session = self._load(session_id)
+        if session is None:
+            return None
+        self.sessions[session_id] = session
+        self._recent[session_id] = deque(maxlen=self._requests_kept)
+        self._touch(session, ts)
         return session
 
     def adopt(self, session: Session) -> None:

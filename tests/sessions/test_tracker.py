@@ -535,8 +535,13 @@ def test_a_tool_result_that_overtakes_a_whole_unseen_exchange_waits_for_its_tool
 
 def test_a_resent_tool_result_is_not_held(clock: ManualClock) -> None:
     """A retry (a 529 resent) answers tool calls already closed: those ids count as seen."""
-    from clauditor.domain.events import ExchangeFinished, QuotaHeaders, RequestParsed
-    from clauditor.domain.events import ResponseStarted, ToolUseSeen
+    from clauditor.domain.events import (
+        ExchangeFinished,
+        QuotaHeaders,
+        RequestParsed,
+        ResponseStarted,
+        ToolUseSeen,
+    )
     from clauditor.parsing.fold import ToolUse
 
     sid = "0d6f1c2e-3b4a-4c5d-8e9f-a0b1c2d3e4f5"
