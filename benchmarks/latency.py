@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,8 +35,8 @@ from benchmarks.workload import (
     build_body,
     children,
     cpu_seconds,
-    machine,
     percentile,
+    print_header,
     python_module,
     stop_process,
     table,
@@ -625,10 +624,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"peer skipped: no LiteLLM at {args.litellm} (see benchmarks/README.md)")
         wanted.discard("peer")
 
-    print(f"machine: {machine()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-    given = argv if argv is not None else sys.argv[1:]
-    print(f"command: python -m benchmarks.latency {' '.join(given)}")
+    print_header("benchmarks.latency", argv)
     print(
         f"levels {levels}, requests per session {per_session}, event delay {delay * 1000:g} ms, "
         f"mix (body bytes, events): {[(s.body_bytes, s.events) for s in mix]}"

@@ -19,14 +19,13 @@ import argparse
 import asyncio
 import itertools
 import random
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.latency import FULL_MIX, HOST, Sample, Stack, Target, exchange
-from benchmarks.workload import Body, Shape, build_body, machine, percentile, table
+from benchmarks.workload import Body, Shape, build_body, percentile, print_header, table
 from clauditor.testing.client import SyntheticSession
 
 SETUPS = ("a", "b", "b2", "c")
@@ -161,10 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
-    print(f"machine: {machine()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-    given = argv if argv is not None else sys.argv[1:]
-    print(f"command: python -m benchmarks.ttfb {' '.join(given)}".rstrip())
+    print_header("benchmarks.ttfb", argv)
     print(
         f"levels {levels}, {args.rounds} rounds per level, at most {args.rate:g} requests/s, "
         f"setups {', '.join(SETUPS)}"

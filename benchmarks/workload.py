@@ -238,3 +238,11 @@ def machine() -> str:
         if line.startswith("MemTotal:"):
             mem = int(line.split()[1]) // (1024 * 1024)
     return f"{model}, {os.cpu_count()} cores, {mem} GiB RAM, Python {sys.version.split()[0]}"
+
+
+def print_header(module: str, argv: list[str] | None) -> None:
+    """What every benchmark prints first: the machine, the date and its own command line."""
+    given = argv if argv is not None else sys.argv[1:]
+    print(f"machine: {machine()}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    print(f"command: python -m {module} {' '.join(given)}".rstrip())

@@ -176,6 +176,14 @@ CORE_OPTIONS = (
         help="Extra Host header names the API accepts (e.g. the compose service name).",
     ),
     click.option(
+        "--core-nice",
+        envvar="CLAUDITOR_CORE_NICE",
+        type=click.IntRange(0, 19),
+        default=19,
+        help="CPU niceness the core lowers itself to once it serves: it only watches, so it "
+        "yields the CPU to Envoy and Claude Code (0: leave it as it is).",
+    ),
+    click.option(
         "--allow-non-loopback",
         envvar="CLAUDITOR_ALLOW_NON_LOOPBACK",
         is_flag=True,
@@ -227,6 +235,7 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
         otlp_endpoint=core["otlp_endpoint"],
         prices=core["prices"],
         weekly_token_budget=core["weekly_token_budget"],
+        nice=core["core_nice"],
     )
 
 
@@ -252,13 +261,6 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
     callback=_addr("--envoy-admin"),
     help="Envoy's admin interface (keep it on loopback: it can stop Envoy).",
 )
-@click.option(
-    "--core-nice",
-    envvar="CLAUDITOR_CORE_NICE",
-    type=click.IntRange(0, 19),
-    default=19,
-    help="CPU niceness of the core: it only watches, so it yields the CPU to Envoy.",
-)
 @core_options
 @click.pass_context
 def up(
@@ -266,7 +268,6 @@ def up(
     listen: HostPort,
     envoy_bin: str | None,
     envoy_admin: HostPort,
-    core_nice: int,
     **core: Any,
 ) -> None:
     """Start the core and an embedded Envoy; restart either if it dies."""
@@ -287,7 +288,6 @@ def up(
             upstream=Upstream.parse(core["upstream"]),
             db=(core["db"] or default_db_path()).expanduser(),
             envoy=envoy_bin,
-            core_nice=core_nice,
             serve_args=_forwarded(ctx),
         )
         sys.exit(Supervisor(config).run())

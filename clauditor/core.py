@@ -54,6 +54,10 @@ class CoreConfig:
     # Where Envoy forwards to: spans report it as server.address / server.port.
     upstream: Upstream = field(default_factory=lambda: Upstream("https", "api.anthropic.com", 443))
     otlp_endpoint: str | None = None  # --otlp-endpoint; else the OTEL_EXPORTER_OTLP_* variables
+    # The core watches, it does not carry traffic: once it serves it drops to this CPU
+    # niceness, so it never competes with Envoy or Claude Code for a CPU; it starts at the
+    # niceness it was given, so a busy machine does not slow its start (docs/performance.md).
+    nice: int = 0
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
@@ -220,6 +224,20 @@ class _ApiServer(uvicorn.Server):
         pass
 
 
+def lower_priority(nice: int) -> None:
+    """Every thread of this process to niceness `nice` (Linux keeps niceness per thread;
+    threads started later inherit it from the thread that starts them)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    task_dir = Path("/proc/self/task")
+    tids = [int(t.name) for t in task_dir.iterdir()] if task_dir.is_dir() else [0]
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+        except OSError:  # a thread that just ended
+            continue
+
+
 async def serve(config: CoreConfig, clock: Clock | None = None) -> None:
     """Run the core (ext_proc gRPC + HTTP API) until SIGINT/SIGTERM."""
     check_ports(config.grpc, config.api)
@@ -239,6 +257,7 @@ async def serve(config: CoreConfig, clock: Clock | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     log.info("clauditor core: ext_proc on %s, API on %s", config.grpc, config.api)
+    lower_priority(config.nice)
     try:
         await server.serve()
     finally:

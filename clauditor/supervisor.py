@@ -44,10 +44,8 @@ class UpConfig:
     db: Path
     envoy: str | None = None
     envoy_log_level: str = "warning"
+    # The rest of the core's options, as `clauditor serve` takes them (--core-nice...).
     serve_args: tuple[str, ...] = field(default_factory=tuple)
-    # The core watches, it does not carry traffic: at a low CPU priority it never competes
-    # with Envoy or Claude Code for a core (docs/performance.md measures the difference).
-    core_nice: int = 19
 
 
 def find_envoy(explicit: str | None) -> str:
@@ -81,22 +79,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 class Child:
     name: str
     argv: list[str]
-    nice: int = 0
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
     backoff: float = 0.5
 
-    def _prepare(self) -> None:  # pragma: no cover - runs in the child, before exec
-        if sys.platform == "linux":
-            _die_with_parent()
-        if self.nice:
-            os.nice(self.nice)
-
     def start(self) -> None:
-        preexec: Callable[[], None] | None = (
-            self._prepare if sys.platform == "linux" or self.nice else None
-        )
+        preexec: Callable[[], None] | None = _die_with_parent if sys.platform == "linux" else None
         self.process = subprocess.Popen(self.argv, preexec_fn=preexec, stdin=subprocess.DEVNULL)
         self.started_at = time.monotonic()
 
@@ -179,7 +168,6 @@ class Supervisor:
                 cfg.upstream.url,
                 *cfg.serve_args,
             ],
-            nice=cfg.core_nice,
         )
         envoy = Child(
             "envoy",

@@ -12,24 +12,6 @@ from click.testing import CliRunner
 from clauditor.cli import main, serve, up
 
 
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-
-    def supervisor_run(self: Any, ready: Any = None) -> int:
-        seen["up"] = self.config
-        return 0
-
-    async def core_serve(config: Any, clock: Any = None) -> None:
-        seen["serve"] = config
-
-    monkeypatch.setattr("clauditor.supervisor.Supervisor.run", supervisor_run)
-    monkeypatch.setattr("clauditor.core.serve", core_serve)
-    for name in ("CLAUDITOR_ALLOW_NON_LOOPBACK", "CLAUDITOR_NO_PROMPTS", "CLAUDITOR_DB"):
-        monkeypatch.delenv(name, raising=False)
-    return seen
-
-
 def test_up_accepts_every_serve_option() -> None:
     def opts(command: Any) -> set[str]:
         return {o for p in command.params for o in p.opts}
@@ -38,8 +20,10 @@ def test_up_accepts_every_serve_option() -> None:
 
 
 def test_every_core_option_reaches_the_core_through_up(
-    tmp_path: Path, captured: dict[str, Any]
+    tmp_path: Path, no_start: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in ("CLAUDITOR_NO_PROMPTS", "CLAUDITOR_DB"):
+        monkeypatch.delenv(name, raising=False)
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"models": {}}))
     # Every core option away from its default.
@@ -56,11 +40,11 @@ def test_every_core_option_reaches_the_core_through_up(
     runner = CliRunner()
     done = runner.invoke(main, ["serve", *core_args], catch_exceptions=False)
     assert done.exit_code == 0, done.output
-    direct = captured.pop("serve")
+    direct = no_start.pop("serve")
 
     done = runner.invoke(main, ["up", *core_args], catch_exceptions=False)
     assert done.exit_code == 0, done.output
-    cfg = captured.pop("up")
+    cfg = no_start.pop("up")
     assert "--idle-timeout" in cfg.serve_args and "--end-timeout" in cfg.serve_args
 
     # What `up` starts: `serve` with the supervisor's own settings and the forwarded rest.
@@ -71,13 +55,13 @@ def test_every_core_option_reaches_the_core_through_up(
     ]
     done = runner.invoke(main, ["serve", *child], catch_exceptions=False)
     assert done.exit_code == 0, done.output
-    assert captured.pop("serve") == direct
+    assert no_start.pop("serve") == direct
 
 
-def test_defaults_forward_nothing_surprising(tmp_path: Path, captured: dict[str, Any]) -> None:
+def test_defaults_forward_nothing_surprising(tmp_path: Path, no_start: dict[str, Any]) -> None:
     done = CliRunner().invoke(main, ["up", "--db", str(tmp_path / "h.db")])
     assert done.exit_code == 0, done.output
-    args = captured["up"].serve_args
+    args = no_start["up"].serve_args
     assert "--no-prompts" not in args and "--allow-non-loopback" not in args
     assert "--otlp-endpoint" not in args and "--allow-host" not in args
     assert args[args.index("--log-level") + 1] == "info"

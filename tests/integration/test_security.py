@@ -230,29 +230,6 @@ def test_no_secret_in_db_logs_spans_or_watch(
 # -- --allow-non-loopback ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def no_start(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The commands run up to the point where they would start listening; nothing binds."""
-    seen: dict[str, Any] = {}
-
-    def supervisor_run(self: Any, ready: Any = None) -> int:
-        seen["up"] = self.config
-        return 0
-
-    async def core_serve(config: Any, clock: Any = None) -> None:
-        seen["serve"] = config
-
-    def demo(config: Any, **kw: Any) -> int:
-        seen["demo"] = config
-        return 0
-
-    monkeypatch.setattr("clauditor.supervisor.Supervisor.run", supervisor_run)
-    monkeypatch.setattr("clauditor.core.serve", core_serve)
-    monkeypatch.setattr("clauditor.demo.run_demo", demo)
-    monkeypatch.delenv("CLAUDITOR_ALLOW_NON_LOOPBACK", raising=False)
-    return seen
-
-
 def _invoke(tmp_path: Path, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     db = ["--db", str(tmp_path / "c.db")]
     return CliRunner().invoke(main, [*args, *db], env=env, catch_exceptions=False)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from clauditor.clock import ManualClock
-from clauditor.parsing.fold import MessageResult
+from clauditor.domain import events as ev
+from clauditor.parsing.fold import MessageResult, ToolUse
 from clauditor.sessions.models import Session, ToolCall, Turn
 from clauditor.sessions.tracker import SessionTracker, TrackerListener
 from tests.helpers import fixture_posts, headers_of
@@ -460,43 +461,34 @@ def test_a_tool_result_that_overtakes_a_whole_unseen_exchange_waits_for_its_tool
     the request whose response asked for the tool: nothing of that exchange is known yet.
     The tool_result waits for its tool_use ids (never starting a turn of its own), and the
     prompt request, though its exchange id is higher, does not wait for it."""
-    from clauditor.domain.events import (
-        ExchangeFinished,
-        QuotaHeaders,
-        RequestParsed,
-        RequestStarted,
-        ResponseStarted,
-        ToolUseSeen,
-    )
-    from clauditor.parsing.fold import ToolUse
 
     sid = "5b7ad3f4-0c4e-4c1c-9d4e-1f0e2f3a4b5c"
     tracker = SessionTracker(clock, listeners=[recorder])
 
     def exchange(ex: int, req, tools: tuple[str, ...], stop: str) -> None:  # type: ignore[no-untyped-def]
-        tracker.handle(RequestStarted(ex, clock.now(), sid))
-        tracker.handle(RequestParsed(ex, clock.now(), clock.now(), req, None))
+        tracker.handle(ev.RequestStarted(ex, clock.now(), sid))
+        tracker.handle(ev.RequestParsed(ex, clock.now(), clock.now(), req, None))
         respond(ex, tools, stop)
 
     def respond(ex: int, tools: tuple[str, ...], stop: str) -> None:
-        tracker.handle(ResponseStarted(ex, clock.now(), 200, f"req_{ex}", QuotaHeaders()))
+        tracker.handle(ev.ResponseStarted(ex, clock.now(), 200, f"req_{ex}", ev.QuotaHeaders()))
         for t in tools:
             clock.advance(0.01)
-            tracker.handle(ToolUseSeen(ex, clock.now(), ToolUse(t, "Bash", {"command": "ls"})))
+            tracker.handle(ev.ToolUseSeen(ex, clock.now(), ToolUse(t, "Bash", {"command": "ls"})))
         clock.advance(0.01)
         result = MessageResult(
             stop_reason=stop, tool_uses=[ToolUse(t, "Bash", None) for t in tools]
         )
-        tracker.handle(ExchangeFinished(ex, clock.now(), 200, result, None))
+        tracker.handle(ev.ExchangeFinished(ex, clock.now(), 200, result, None))
 
     base = 0
     if known_session:  # a whole turn before, so the session and its state exist
         exchange(1, _main_request(sid, 1, prompt="first"), (), "end_turn")
         base = 1
     prompt_ex, result_ex = base + 2, base + 1  # the later request's stream opened first
-    tracker.handle(RequestStarted(result_ex, clock.now(), sid))
+    tracker.handle(ev.RequestStarted(result_ex, clock.now(), sid))
     tracker.handle(
-        RequestParsed(
+        ev.RequestParsed(
             result_ex,
             clock.now(),
             clock.now(),
@@ -506,25 +498,27 @@ def test_a_tool_result_that_overtakes_a_whole_unseen_exchange_waits_for_its_tool
     )
     assert tracker.held_requests == 1
     clock.advance(0.2)  # well inside HOLD_MAX_SECONDS
-    tracker.handle(RequestStarted(prompt_ex, clock.now(), sid))
+    tracker.handle(ev.RequestStarted(prompt_ex, clock.now(), sid))
     tracker.handle(
-        RequestParsed(prompt_ex, clock.now(), clock.now(), _main_request(sid, 2, prompt="go"), None)
+        ev.RequestParsed(
+            prompt_ex, clock.now(), clock.now(), _main_request(sid, 2, prompt="go"), None
+        )
     )
     s = tracker.sessions[sid]
     assert s.turn_count == base + 1 and s.request_count == base + 1  # the prompt went first
-    tracker.handle(ResponseStarted(prompt_ex, clock.now(), 200, "req_p", QuotaHeaders()))
+    tracker.handle(ev.ResponseStarted(prompt_ex, clock.now(), 200, "req_p", ev.QuotaHeaders()))
     clock.advance(0.01)
     tracker.handle(
-        ToolUseSeen(prompt_ex, clock.now(), ToolUse("toolu_a", "Bash", {"command": "ls"}))
+        ev.ToolUseSeen(prompt_ex, clock.now(), ToolUse("toolu_a", "Bash", {"command": "ls"}))
     )
     assert s.request_count == base + 1  # one of its two tools still unseen
     tracker.handle(
-        ToolUseSeen(prompt_ex, clock.now(), ToolUse("toolu_b", "Read", {"file_path": "/x"}))
+        ev.ToolUseSeen(prompt_ex, clock.now(), ToolUse("toolu_b", "Read", {"file_path": "/x"}))
     )
     assert s.request_count == base + 2 and not s.pending_tools  # released: both calls closed
     clock.advance(0.01)
     done = MessageResult(stop_reason="tool_use", tool_uses=[])
-    tracker.handle(ExchangeFinished(prompt_ex, clock.now(), 200, done, None))
+    tracker.handle(ev.ExchangeFinished(prompt_ex, clock.now(), 200, done, None))
     respond(result_ex, (), "end_turn")
     assert s.turn_count == base + 1
     assert [t.outcome for t in s.turns] == ["completed"] * (base + 1)
@@ -535,27 +529,20 @@ def test_a_tool_result_that_overtakes_a_whole_unseen_exchange_waits_for_its_tool
 
 def test_a_resent_tool_result_is_not_held(clock: ManualClock) -> None:
     """A retry (a 529 resent) answers tool calls already closed: those ids count as seen."""
-    from clauditor.domain.events import (
-        ExchangeFinished,
-        QuotaHeaders,
-        RequestParsed,
-        ResponseStarted,
-        ToolUseSeen,
-    )
     from clauditor.parsing.fold import ToolUse
 
     sid = "0d6f1c2e-3b4a-4c5d-8e9f-a0b1c2d3e4f5"
     tracker = SessionTracker(clock)
     tracker.handle(
-        RequestParsed(1, clock.now(), clock.now(), _main_request(sid, 1, prompt="go"), None)
+        ev.RequestParsed(1, clock.now(), clock.now(), _main_request(sid, 1, prompt="go"), None)
     )
-    tracker.handle(ResponseStarted(1, clock.now(), 200, "r1", QuotaHeaders()))
-    tracker.handle(ToolUseSeen(1, clock.now(), ToolUse("toolu_x", "Bash", {"command": "ls"})))
+    tracker.handle(ev.ResponseStarted(1, clock.now(), 200, "r1", ev.QuotaHeaders()))
+    tracker.handle(ev.ToolUseSeen(1, clock.now(), ToolUse("toolu_x", "Bash", {"command": "ls"})))
     result = MessageResult(stop_reason="tool_use", tool_uses=[ToolUse("toolu_x", "Bash", None)])
-    tracker.handle(ExchangeFinished(1, clock.now(), 200, result, None))
+    tracker.handle(ev.ExchangeFinished(1, clock.now(), 200, result, None))
     answer = _main_request(sid, 2, results=("toolu_x",))
-    tracker.handle(RequestParsed(2, clock.now(), clock.now(), answer, None))
-    tracker.handle(ExchangeFinished(2, clock.now(), 529, MessageResult(), "http_529"))
-    tracker.handle(RequestParsed(3, clock.now(), clock.now(), answer, None))  # the resend
+    tracker.handle(ev.RequestParsed(2, clock.now(), clock.now(), answer, None))
+    tracker.handle(ev.ExchangeFinished(2, clock.now(), 529, MessageResult(), "http_529"))
+    tracker.handle(ev.RequestParsed(3, clock.now(), clock.now(), answer, None))  # the resend
     assert tracker.held_requests == 0
     assert tracker.sessions[sid].request_count == 3
