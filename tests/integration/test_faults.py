@@ -342,11 +342,11 @@ def test_black_holed_otlp_drops_counted_memory_bounded(
                 samples.append((rss_kib(pid), telemetry["queued"], telemetry["dropped"]))
             elapsed = time.monotonic() - t0
             checked = _assert_identical_bytes(list(results.items()), fake)
-            # ... and the core saw all of it: every request of every session is counted.
-            # (Turn boundaries under this load are test_load's subject: see its docstring.)
+            # ... and the core saw all of it: every request and turn of every session.
             listed = stack.get("/api/sessions?limit=1000").json()["sessions"]
-            counts = {s["session_id"]: s["requests"] for s in listed}
-            assert {sid: counts.get(sid) for sid in results} == dict.fromkeys(results, phases * 9)
+            counts = {s["session_id"]: (s["requests"], s["turns"]) for s in listed}
+            expected = (phases * 9, phases * turns)
+            assert {sid: counts.get(sid) for sid in results} == dict.fromkeys(results, expected)
             assert stack.envoy_stat("http.clauditor.ext_proc.streams_failed") == 0
             stats = stack.get("/api/stats").json()["telemetry"]
             metrics = stack.get("/metrics").text
