@@ -193,6 +193,8 @@ class Core:
             "tracker": {
                 "live_sessions": len(self.tracker.sessions),
                 "unattributed_requests": self.tracker.unattributed_requests,
+                "held_requests": self.tracker.held_requests,
+                "hold_timeouts": self.tracker.hold_timeouts,
                 "listener_errors": self.tracker.listener_errors,
                 "signal_errors": self.tracker.signal_errors,
             },

@@ -314,6 +314,7 @@ class Observables:
             Observation(t["unattributed_requests"], {n.LABEL_REASON: "unattributed_request"}),
             Observation(t["listener_errors"], {n.LABEL_REASON: "listener_error"}),
             Observation(self.tracker.signal_errors, {n.LABEL_REASON: "signal_error"}),
+            Observation(t["hold_timeouts"], {n.LABEL_REASON: "hold_timeout"}),
         ]
 
     def _spans(self) -> list[Observation]:

@@ -385,7 +385,8 @@ TRACKER_ANOMALIES = _m(
     "clauditor.tracker.anomalies",
     "observable_counter",
     "{event}",
-    "Requests without a session, and failed tracker listeners, by reason.",
+    "Requests without a session, failed tracker listeners and signals, and requests let go "
+    "after waiting the longest for an earlier exchange (hold_timeout), by reason.",
     "clauditor_tracker_anomalies_total",
 )
 TELEMETRY_SPANS = _m(

@@ -296,6 +296,7 @@ def test_request_is_held_until_the_streaming_response_before_it_ends(
     s = tracker.sessions[sid]
     assert s.request_count == 2  # released by the end of exchange 1, in causal order
     assert s.tool_call_count == 1
+    assert tracker.hold_timeouts == 0
     assert recorder.calls[-1] == ("tool_result", ("Bash", "ok", 0.0))
 
     # A response that never ends holds nothing for longer than HOLD_MAX_SECONDS.
@@ -311,6 +312,7 @@ def test_request_is_held_until_the_streaming_response_before_it_ends(
     tracker.tick()
     assert k2.request_count == 2
     assert k2.turn_count == 2
+    assert tracker.hold_timeouts == 1  # counted: the order was not confirmed
 
 
 def test_a_lagging_core_still_sees_a_tool_round_in_order(

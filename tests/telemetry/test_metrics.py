@@ -170,6 +170,7 @@ def test_core_health_counters(rig: Rig) -> None:
         value(rig, n.BUS_EVENTS, clauditor__consumer="tracker", clauditor__outcome="dropped") == 1
     )
     assert value(rig, n.STORE_WRITE_ERRORS) == 1
+    assert value(rig, n.TRACKER_ANOMALIES, clauditor__reason="hold_timeout") == 2
     assert value(rig, n.STORE_ROWS) == 7
     assert value(rig, n.TELEMETRY_SPANS, clauditor__state="dropped") == 0
 

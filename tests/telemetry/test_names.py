@@ -288,6 +288,12 @@ STATS = {
         "errors_by_type": {},
     },
     "bus": [{"name": "tracker", "delivered": 10, "dropped": 1, "failed": 0}],
-    "tracker": {"live_sessions": 1, "unattributed_requests": 0, "listener_errors": 0},
+    "tracker": {
+        "live_sessions": 1,
+        "unattributed_requests": 0,
+        "held_requests": 5,
+        "hold_timeouts": 2,
+        "listener_errors": 0,
+    },
     "store": {"rows_written": 7, "write_errors": 1},
 }
