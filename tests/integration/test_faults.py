@@ -175,7 +175,9 @@ def test_sigkill_inside_a_db_write_under_load(
         killed_at = killed_mono = None
         deadline = time.monotonic() + 20
         for _ in range(200_000):  # ~0.5 ms apart: bounded by count and by the deadline
-            if time.monotonic() > deadline or not load.is_alive():
+            # Not "while the load runs": a core starved of CPU (nice 19 on a busy machine)
+            # is still writing the burst after the clients are done.
+            if time.monotonic() > deadline:
                 break
             # Not the burst's first flush: every burst session is committed already.
             if _write_lock_held(pid, shm) and len(_counts(stack.db)) == 6 + 24:
