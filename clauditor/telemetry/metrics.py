@@ -107,6 +107,7 @@ class MetricsListener(TrackerListener):
         self.errors = create_instrument(m, n.ERRORS)
         self.turn_duration = create_instrument(m, n.TURN_DURATION)
         self.session_cost = create_instrument(m, n.SESSION_COST)
+        self.sessions_started = create_instrument(m, n.SESSIONS_STARTED)
 
     # -- requests ----------------------------------------------------------------------
     def request_finished(self, session: Session, request: RequestRecord) -> None:
@@ -193,6 +194,9 @@ class MetricsListener(TrackerListener):
             self.turn_duration.record(
                 max(0.0, turn.ended_at - turn.started_at), {n.LABEL_OUTCOME: turn.outcome}
             )
+
+    def session_started(self, session: Session) -> None:
+        self.sessions_started.add(1)
 
     def status_changed(self, session: Session, previous: str) -> None:
         if session.status == "ended" and previous != "ended":

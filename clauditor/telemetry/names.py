@@ -274,6 +274,13 @@ SESSION_COST = _m(
     "clauditor_session_cost_usd",
     COST_BUCKETS,
 )
+SESSIONS_STARTED = _m(
+    "clauditor.sessions.started",
+    "counter",
+    "{session}",
+    "Sessions seen for the first time (a session resumed from history is not counted again).",
+    "clauditor_sessions_started_total",
+)
 ACTIVE_SESSIONS = _m(
     "clauditor.sessions",
     "observable_gauge",
@@ -415,6 +422,7 @@ METRICS: tuple[MetricSpec, ...] = (
     ERRORS,
     TURN_DURATION,
     SESSION_COST,
+    SESSIONS_STARTED,
     ACTIVE_SESSIONS,
     QUOTA_UTILIZATION,
     WEEKLY_TOKENS_USED,

@@ -131,7 +131,8 @@ def test_every_dashboard_query_returns_data(
     def counted(field: str) -> float:
         return sum(s[field] for s in sessions)
 
-    assert total("Sessions ended") == len(sessions) == 4
+    assert total("Sessions started / ended") == len(sessions) == 4
+    assert total("Sessions started / ended", "B") == 4  # the demo's sessions all ended
     assert total("Requests") == counted("requests") > 0
     assert total("Cost this week (estimate)") == pytest.approx(
         counted("estimated_cost_usd"), rel=1e-4

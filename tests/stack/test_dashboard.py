@@ -158,7 +158,8 @@ def test_the_dashboard_covers_the_issue() -> None:
     used = set().union(*(_names_in(t.target["expr"])[0] for t in PROMQL))
     wanted = {
         n.ACTIVE_SESSIONS.prometheus,  # sessions and active sessions
-        f"{n.SESSION_COST.prometheus}_count",
+        f"{n.SESSION_COST.prometheus}_count",  # sessions ended
+        n.SESSIONS_STARTED.prometheus,
         n.COST.prometheus,  # cost today / week, by model
         n.TOKENS.prometheus,  # tokens by type, cache hit ratio
         n.CACHE_EVENTS.prometheus,  # cache misses by type

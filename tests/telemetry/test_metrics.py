@@ -136,6 +136,24 @@ def test_session_cost_when_it_ends_and_gauges(rig: Rig) -> None:
     assert value(rig, n.WEEKLY_TOKENS_USED) > 0
 
 
+def test_sessions_started_counts_new_sessions_not_resumed_ones(rig: Rig) -> None:
+    first, second = fixture_posts("b_tool_bash")
+    rig.replay.exchange(first)
+    for record in fixture_posts("f_529_retry"):
+        rig.replay.exchange(record)
+    assert len(rig.tracker.sessions) == 2
+    assert value(rig, n.SESSIONS_STARTED) == 2
+    # A core restart: the session comes back from the store, it does not start again.
+    (sid, session), *_ = [
+        (k, v) for k, v in rig.tracker.sessions.items() if k in str(first["headers"])
+    ]
+    rig.tracker.sessions.pop(sid)
+    rig.tracker.loader = lambda wanted: copy.deepcopy(session) if wanted == sid else None
+    rig.replay.exchange(second)
+    assert sid in rig.tracker.sessions
+    assert value(rig, n.SESSIONS_STARTED) == 2
+
+
 def test_quota_and_weekly_budget_gauges(rig: Rig) -> None:
     rig.telemetry.observe(rig.tracker, lambda: STATS)
     assert points(rig, n.QUOTA_UTILIZATION) == []

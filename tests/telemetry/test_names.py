@@ -139,6 +139,7 @@ PINNED_METRICS = [
     ("clauditor.errors", "counter", "{request}", "clauditor_errors_total"),
     ("clauditor.turn.duration", "histogram", "s", "clauditor_turn_duration_seconds"),
     ("clauditor.session.cost.usd", "histogram", "{USD}", "clauditor_session_cost_usd"),
+    ("clauditor.sessions.started", "counter", "{session}", "clauditor_sessions_started_total"),
     ("clauditor.sessions", "observable_gauge", "{session}", "clauditor_sessions"),
     ("clauditor.quota.utilization", "observable_gauge", "1", "clauditor_quota_utilization"),
     (
