@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections import Counter
 from datetime import datetime
 from typing import Any
 
 from clauditor.clock import iso
-from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
+from clauditor.sessions.models import (
+    TTFT_KEPT,
+    RequestRecord,
+    Session,
+    TokenCounts,
+    ToolCall,
+    Turn,
+)
 
 
 def session_row(s: Session) -> dict[str, Any]:
@@ -237,7 +245,8 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "last_text": row["summary"],
         "entrypoint": row["entrypoint"],
         "claude_code_version": row["claude_code_version"],
-        # Signals: the stored ones; the live-only views (cache, quota...) are None.
+        # Signals: the stored ones; the live-only views are None here (a session's detail
+        # recovers the cache and TTFT ones from its requests: stored_signals).
         "estimated_cost_usd": _usd(row.get("estimated_cost_usd")),
         "context_fill": row.get("context_fill"),
         "context_peak": row.get("context_peak"),
@@ -251,6 +260,28 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "quota": None,
         "ttft_ms_p50": None,
         "live": False,
+    }
+
+
+def stored_signals(requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The session signals a live core keeps in memory, recovered from its stored requests
+    (API form, oldest first): time to first token, and the main prompt cache's state."""
+    ttfts = [
+        r["ttft_ms"]
+        for r in requests
+        if r["ttft_ms"] is not None and r["stream"] and r["error_type"] is None
+    ][-TTFT_KEPT:]
+    cached = [r for r in requests if r["kind"] == "main" and r["cache_status"] is not None]
+    last = cached[-1] if cached else None
+    expires = None
+    if last is not None and last["ended_at"] and last["cache_ttl_seconds"]:
+        ended = datetime.fromisoformat(last["ended_at"].replace("Z", "+00:00")).timestamp()
+        expires = iso(ended + last["cache_ttl_seconds"])
+    return {
+        "ttft_ms_p50": round(statistics.median(ttfts), 3) if ttfts else None,
+        "cache_status": last["cache_status"] if last else None,
+        "cache_ttl_seconds": last["cache_ttl_seconds"] if last else None,
+        "cache_expires_at": expires,
     }
 
 

@@ -179,6 +179,7 @@ class Store(TrackerListener):
                     [session_id],
                 )
             ]
+            out["session"].update(rows.stored_signals(out["requests"]))
             out["tool_calls"] = [
                 {k: v for k, v in r.items() if k != "session_id"}
                 for r in db.query(

@@ -101,6 +101,8 @@ def test_tracker_state_round_trips_through_the_store(tmp_path: Path) -> None:
     replay.exchange(first)
     clock.advance(0.5)
     replay.exchange(second)
+    live = tracker.sessions[SID]
+    live_signals = live.signals.as_api(live.model)
     tracker.shutdown()
     assert store.writer.flush(timeout=5)
 
@@ -119,6 +121,10 @@ def test_tracker_state_round_trips_through_the_store(tmp_path: Path) -> None:
     (call,) = detail["tool_calls"]
     assert (call["name"], call["outcome"], call["input_summary"]) == ("Bash", "ok", "echo hi")
     assert call["duration_ms"] == 500.0
+    # The signals a live core keeps in memory come back from the stored requests.
+    recovered = ("ttft_ms_p50", "cache_status", "cache_ttl_seconds", "cache_expires_at")
+    assert all(live_signals[k] is not None for k in recovered), live_signals
+    assert {k: detail["session"][k] for k in recovered} == {k: live_signals[k] for k in recovered}
 
     # A new process (new tracker) resumes the stored counters.
     tracker2 = SessionTracker(clock, listeners=[store], loader=store.load_session)
