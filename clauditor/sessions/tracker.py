@@ -26,7 +26,7 @@ from clauditor.domain.events import (
     ToolUseSeen,
 )
 from clauditor.parsing.fold import MessageResult
-from clauditor.parsing.request import ParsedRequest, ToolResultRef, task_key
+from clauditor.parsing.request import ParsedRequest, task_key
 from clauditor.parsing.text import summarize_text, tool_input_summary
 from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
 from clauditor.sessions.signals.engine import SignalEngine
@@ -139,16 +139,17 @@ class SessionTracker:
     # (or held): to be parsed first, or, for a request that follows a response
     # (tool_result, prompt, compaction), to end; and one answering tool_use ids we have
     # not seen waits for those ids to show up, and for every earlier exchange of its
-    # session in flight. The requests it is waiting for never wait for it in turn.
+    # session in flight. A request that comes before such a held one in the conversation
+    # (the one whose response will carry the ids) does not wait for it in turn.
     def _hold(self, event: RequestParsed) -> bool:
         req = event.request
         exchange_id = event.exchange_id
         session_id = req.session_id or self._hints.get(exchange_id)
-        later = self._waiting_for_tools()
+        after = self._held_after(req, session_id)
         earlier = {
             x
             for x, hint in self._hints.items()
-            if hint == session_id and x < exchange_id and x not in later
+            if hint == session_id and x < exchange_id and x not in after
         }
         waiting_for: set[int] = set()
         unseen: set[str] = set()
@@ -175,41 +176,42 @@ class SessionTracker:
             return set()
         if session_id not in self.sessions:
             self._resume(session_id, self.clock.now())
-        return {ref.tool_use_id for ref in req.tool_results if not self._tool_seen(session_id, ref)}
+        seen = self._seen_tools(session_id)
+        return {ref.tool_use_id for ref in req.tool_results if ref.tool_use_id not in seen}
 
-    def _tool_seen(self, session_id: str, ref: ToolResultRef) -> bool:
+    def _seen_tools(self, session_id: str) -> set[str]:
         session = self.sessions.get(session_id)
-        pending = session.pending_tools if session is not None else {}
-        return ref.tool_use_id in pending or ref.tool_use_id in self._closed_tools.get(
-            session_id, {}
-        )
+        pending = session.pending_tools.keys() if session is not None else set()
+        return pending | self._closed_tools.get(session_id, {}).keys()
 
-    def _waiting_for_tools(self) -> set[int]:
-        return {
-            x
-            for x, h in self._held.items()
-            if h.tools and h.session_id is not None and not self._tools_arrived(h)
-        }
+    def _awaiting_tools(self, held: _Held) -> bool:
+        if not held.tools or held.session_id is None:
+            return False
+        return not held.tools <= self._seen_tools(held.session_id)
 
-    def _tools_arrived(self, held: _Held) -> bool:
-        sid = held.session_id
-        assert sid is not None
-        session = self.sessions.get(sid)
-        pending = session.pending_tools if session is not None else {}
-        closed = self._closed_tools.get(sid, {})
-        return all(t in pending or t in closed for t in held.tools)
+    def _held_after(self, req: ParsedRequest, session_id: str | None) -> set[int]:
+        """Held requests of this session still waiting for tool_use ids that come after
+        `req` in the conversation: same thread kind, more messages. `req` may be the very
+        request whose response carries those ids, so it must not wait for them."""
+        out: set[int] = set()
+        for x, h in self._held.items():
+            if h.session_id != session_id or not self._awaiting_tools(h):
+                continue
+            them = h.events[0].request  # type: ignore[attr-defined]
+            if req.kind == them.kind and req.conversation_messages < them.conversation_messages:
+                out.add(x)
+        return out
 
     def _release(self, now: float) -> None:
         while True:
-            later = self._waiting_for_tools()
-            unfinished = (self._by_exchange.keys() | self._hints.keys()) - later
-            parsing = self._hints.keys() - later
+            unfinished = self._by_exchange.keys() | self._hints.keys()
             ready: list[int] = []
             for x, h in self._held.items():
+                after = self._held_after(h.events[0].request, h.session_id)  # type: ignore[attr-defined]
                 waiting = bool(
-                    h.waiting_for & unfinished
-                    or h.parsed_first & parsing
-                    or (h.tools and x in later)
+                    h.waiting_for & (unfinished - after)
+                    or h.parsed_first & (self._hints.keys() - after)
+                    or self._awaiting_tools(h)
                 )
                 if not waiting:
                     ready.append(x)

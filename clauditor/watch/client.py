@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -147,10 +148,18 @@ class WatchClient:
     def close(self) -> None:
         """Unblock a run() waiting on the network (from another thread)."""
         resp = self._response
-        if resp is not None:
-            # Closing a stream another thread reads may race; that is harmless here.
-            with contextlib.suppress(Exception):
-                resp.close()
+        if resp is None:
+            return
+        # Closing the response does not wake a thread blocked in recv(); shutting the
+        # socket down does (httpcore's network_stream extension gives it). Racing the
+        # reader here is harmless: it sees the stream end and stop set.
+        with contextlib.suppress(Exception):
+            stream = resp.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            resp.close()
 
 
 class BackgroundClient:

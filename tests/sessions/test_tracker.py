@@ -452,6 +452,7 @@ def _main_request(sid: str, n: int, *, prompt: str | None = None, results: tuple
         prompt=prompt,
         tool_results=tuple(ToolResultRef(t, False) for t in results),
         fingerprint=f"fp-{n}",
+        conversation_messages=2 * n - 1,  # the n-th request of one conversation
     )
 
 
@@ -548,3 +549,43 @@ def test_a_resent_tool_result_is_not_held(clock: ManualClock) -> None:
     tracker.handle(ev.RequestParsed(3, clock.now(), clock.now(), answer, None))  # the resend
     assert tracker.held_requests == 0
     assert tracker.sessions[sid].request_count == 3
+
+
+def test_the_next_prompt_still_waits_for_a_held_tool_result(
+    clock: ManualClock, recorder: Recorder
+) -> None:
+    """Only the request before a held tool_result in the conversation (fewer messages) may
+    pass it; the next prompt (more messages) waits for it, or it would end the turn early
+    and the tool_result would start a turn of its own."""
+    sid = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+    tracker = SessionTracker(clock, listeners=[recorder])
+
+    def parsed(ex: int, req) -> None:  # type: ignore[no-untyped-def]
+        tracker.handle(ev.RequestStarted(ex, clock.now(), sid))
+        tracker.handle(ev.RequestParsed(ex, clock.now(), clock.now(), req, None))
+
+    def finish(ex: int, stop: str) -> None:
+        tracker.handle(
+            ev.ExchangeFinished(ex, clock.now(), 200, MessageResult(stop_reason=stop), None)
+        )
+
+    parsed(1, _main_request(sid, 1, prompt="go"))
+    tracker.handle(ev.ResponseStarted(1, clock.now(), 200, "req_1", ev.QuotaHeaders()))
+    parsed(2, _main_request(sid, 2, results=("toolu_q",)))  # its tool_use not seen yet
+    parsed(3, _main_request(sid, 3, prompt="next"))  # the core lags: the next prompt too
+    s = tracker.sessions[sid]
+    assert tracker.held_requests == 2 and s.request_count == 1
+    clock.advance(0.05)
+    tracker.handle(ev.ToolUseSeen(1, clock.now(), ToolUse("toolu_q", "Bash", {"command": "ls"})))
+    finish(1, "tool_use")
+    assert s.request_count == 2 and s.turn_count == 1  # the tool_result joined turn 1
+    tracker.handle(ev.ResponseStarted(2, clock.now(), 200, "req_2", ev.QuotaHeaders()))
+    finish(2, "end_turn")
+    assert s.request_count == 3 and s.turn_count == 2  # then the next prompt, turn 2
+    tracker.handle(ev.ResponseStarted(3, clock.now(), 200, "req_3", ev.QuotaHeaders()))
+    finish(3, "end_turn")
+    assert [(t.index, t.outcome, t.requests) for t in s.turns] == [
+        (1, "completed", 2),
+        (2, "completed", 1),
+    ]
+    assert tracker.hold_timeouts == 0

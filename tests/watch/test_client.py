@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from io import StringIO
 from typing import Any
 
@@ -105,6 +107,49 @@ def test_stop_ends_the_loop_between_attempts() -> None:
     client = WatchClient("http://core", transport=httpx.MockTransport(handler))
     client.run(emit, stop)  # returns: would otherwise retry forever
     assert [e["state"] for e in got] == ["reconnecting"]
+
+
+def test_close_wakes_a_run_blocked_on_a_silent_stream() -> None:
+    """A real socket: the server sends the headers and one event, then nothing; close()
+    from another thread ends run() at once, not after the 45 s read timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        conn.recv(65536)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        body = b'data: {"type":"hello","session_id":null}\n\n'
+        conn.sendall(b"%x\r\n%s\r\n" % (len(body), body))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    client = WatchClient(f"http://127.0.0.1:{port}")
+    got: list[dict[str, Any]] = []
+    stop = threading.Event()
+    reader = threading.Thread(target=client.run, args=(got.append, stop), daemon=True)
+    reader.start()
+    try:
+        for _ in range(200):  # up to 2 s for the hello
+            if any(e.get("type") == "hello" for e in got):
+                break
+            time.sleep(0.01)
+        assert any(e.get("type") == "hello" for e in got)
+        t0 = time.monotonic()
+        stop.set()
+        client.close()
+        reader.join(5)
+        assert not reader.is_alive()
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
 
 
 def test_plain_prints_one_line_per_event() -> None:
