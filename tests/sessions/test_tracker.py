@@ -3,12 +3,21 @@ from __future__ import annotations
 import pytest
 
 from clauditor.clock import ManualClock
-from clauditor.domain import events as ev
+from clauditor.domain.events import (
+    ExchangeFinished,
+    QuotaHeaders,
+    RequestParsed,
+    RequestStarted,
+    ResponseStarted,
+    ToolUseSeen,
+)
+from clauditor.domain.interpreter import classify_error
 from clauditor.parsing.fold import MessageResult, ToolUse
+from clauditor.parsing.request import ParsedRequest, ToolResultRef, parse_request
 from clauditor.sessions.models import Session, ToolCall, Turn
 from clauditor.sessions.tracker import SessionTracker, TrackerListener
-from tests.helpers import fixture_posts, headers_of
-from tests.sessions.replay import Replayer
+from tests.helpers import body_bytes, fixture_posts, headers_of
+from tests.sessions.replay import Replayer, result_of
 
 
 class Recorder(TrackerListener):
@@ -216,11 +225,6 @@ def test_next_request_overtaking_the_previous_response_end(
 ) -> None:
     """Side streams race: the tool_result request and the next prompt can be parsed before
     the end of the response they follow. Turns and tool durations must stay right."""
-    from clauditor.domain.events import ExchangeFinished, RequestParsed, ToolUseSeen
-    from clauditor.domain.interpreter import classify_error
-    from clauditor.parsing.request import parse_request
-    from tests.helpers import body_bytes
-    from tests.sessions.replay import result_of
 
     first, second = fixture_posts("b_tool_bash")
     sid = headers_of(first)["x-claude-code-session-id"]
@@ -266,16 +270,6 @@ def test_next_request_overtaking_the_previous_response_end(
 def test_request_is_held_until_the_streaming_response_before_it_ends(
     tracker: SessionTracker, clock: ManualClock, recorder: Recorder
 ) -> None:
-    from clauditor.domain.events import (
-        ExchangeFinished,
-        QuotaHeaders,
-        RequestParsed,
-        ResponseStarted,
-        ToolUseSeen,
-    )
-    from clauditor.parsing.request import parse_request
-    from tests.helpers import body_bytes
-    from tests.sessions.replay import result_of
 
     first, second = fixture_posts("b_tool_bash")
     sid = headers_of(first)["x-claude-code-session-id"]
@@ -321,17 +315,6 @@ def test_a_lagging_core_still_sees_a_tool_round_in_order(
     """A loaded core can parse the tool_result request before it saw the response asking
     for the tool even start, or before it parsed the request before it: the request waits
     for the earlier exchanges of its session (bounded by HOLD_MAX_SECONDS)."""
-    from clauditor.domain.events import (
-        ExchangeFinished,
-        QuotaHeaders,
-        RequestParsed,
-        RequestStarted,
-        ResponseStarted,
-        ToolUseSeen,
-    )
-    from clauditor.parsing.request import parse_request
-    from tests.helpers import body_bytes
-    from tests.sessions.replay import result_of
 
     first, second = fixture_posts("b_tool_bash")
     sid = headers_of(first)["x-claude-code-session-id"]
@@ -383,9 +366,6 @@ def test_requests_of_a_session_are_applied_in_order_when_parsed_out_of_order(
 ) -> None:
     """The main request's body is still arriving when the title request (sent after it)
     is parsed: the title waits for the main request to be parsed, not for its end."""
-    from clauditor.domain.events import RequestParsed, RequestStarted
-    from clauditor.parsing.request import parse_request
-    from tests.helpers import body_bytes
 
     title, first, _ = fixture_posts("k2_interactive_tmux_json_title")
     sid = headers_of(first)["x-claude-code-session-id"]
@@ -414,10 +394,6 @@ def test_a_tool_result_seen_long_before_its_tool_use_still_closes_the_call(
 ) -> None:
     """Past HOLD_MAX_SECONDS the held tool_result is applied anyway; when the tool_use block
     shows up at last, the call closes at once instead of staying pending forever."""
-    from clauditor.domain.events import ExchangeFinished, RequestParsed, ToolUseSeen
-    from clauditor.parsing.request import parse_request
-    from tests.helpers import body_bytes
-    from tests.sessions.replay import result_of
 
     first, second = fixture_posts("b_tool_bash")
     sid = headers_of(first)["x-claude-code-session-id"]
@@ -440,7 +416,6 @@ def test_a_tool_result_seen_long_before_its_tool_use_still_closes_the_call(
 
 
 def _main_request(sid: str, n: int, *, prompt: str | None = None, results: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
-    from clauditor.parsing.request import ParsedRequest, ToolResultRef
 
     return ParsedRequest(
         ok=True,
@@ -469,29 +444,29 @@ def test_a_tool_result_that_overtakes_a_whole_unseen_exchange_waits_for_its_tool
     tracker = SessionTracker(clock, listeners=[recorder])
 
     def exchange(ex: int, req, tools: tuple[str, ...], stop: str) -> None:  # type: ignore[no-untyped-def]
-        tracker.handle(ev.RequestStarted(ex, clock.now(), sid))
-        tracker.handle(ev.RequestParsed(ex, clock.now(), clock.now(), req, None))
+        tracker.handle(RequestStarted(ex, clock.now(), sid))
+        tracker.handle(RequestParsed(ex, clock.now(), clock.now(), req, None))
         respond(ex, tools, stop)
 
     def respond(ex: int, tools: tuple[str, ...], stop: str) -> None:
-        tracker.handle(ev.ResponseStarted(ex, clock.now(), 200, f"req_{ex}", ev.QuotaHeaders()))
+        tracker.handle(ResponseStarted(ex, clock.now(), 200, f"req_{ex}", QuotaHeaders()))
         for t in tools:
             clock.advance(0.01)
-            tracker.handle(ev.ToolUseSeen(ex, clock.now(), ToolUse(t, "Bash", {"command": "ls"})))
+            tracker.handle(ToolUseSeen(ex, clock.now(), ToolUse(t, "Bash", {"command": "ls"})))
         clock.advance(0.01)
         result = MessageResult(
             stop_reason=stop, tool_uses=[ToolUse(t, "Bash", None) for t in tools]
         )
-        tracker.handle(ev.ExchangeFinished(ex, clock.now(), 200, result, None))
+        tracker.handle(ExchangeFinished(ex, clock.now(), 200, result, None))
 
     base = 0
     if known_session:  # a whole turn before, so the session and its state exist
         exchange(1, _main_request(sid, 1, prompt="first"), (), "end_turn")
         base = 1
     prompt_ex, result_ex = base + 2, base + 1  # the later request's stream opened first
-    tracker.handle(ev.RequestStarted(result_ex, clock.now(), sid))
+    tracker.handle(RequestStarted(result_ex, clock.now(), sid))
     tracker.handle(
-        ev.RequestParsed(
+        RequestParsed(
             result_ex,
             clock.now(),
             clock.now(),
@@ -501,27 +476,25 @@ def test_a_tool_result_that_overtakes_a_whole_unseen_exchange_waits_for_its_tool
     )
     assert tracker.held_requests == 1
     clock.advance(0.2)  # well inside HOLD_MAX_SECONDS
-    tracker.handle(ev.RequestStarted(prompt_ex, clock.now(), sid))
+    tracker.handle(RequestStarted(prompt_ex, clock.now(), sid))
     tracker.handle(
-        ev.RequestParsed(
-            prompt_ex, clock.now(), clock.now(), _main_request(sid, 2, prompt="go"), None
-        )
+        RequestParsed(prompt_ex, clock.now(), clock.now(), _main_request(sid, 2, prompt="go"), None)
     )
     s = tracker.sessions[sid]
     assert s.turn_count == base + 1 and s.request_count == base + 1  # the prompt went first
-    tracker.handle(ev.ResponseStarted(prompt_ex, clock.now(), 200, "req_p", ev.QuotaHeaders()))
+    tracker.handle(ResponseStarted(prompt_ex, clock.now(), 200, "req_p", QuotaHeaders()))
     clock.advance(0.01)
     tracker.handle(
-        ev.ToolUseSeen(prompt_ex, clock.now(), ToolUse("toolu_a", "Bash", {"command": "ls"}))
+        ToolUseSeen(prompt_ex, clock.now(), ToolUse("toolu_a", "Bash", {"command": "ls"}))
     )
     assert s.request_count == base + 1  # one of its two tools still unseen
     tracker.handle(
-        ev.ToolUseSeen(prompt_ex, clock.now(), ToolUse("toolu_b", "Read", {"file_path": "/x"}))
+        ToolUseSeen(prompt_ex, clock.now(), ToolUse("toolu_b", "Read", {"file_path": "/x"}))
     )
     assert s.request_count == base + 2 and not s.pending_tools  # released: both calls closed
     clock.advance(0.01)
     done = MessageResult(stop_reason="tool_use", tool_uses=[])
-    tracker.handle(ev.ExchangeFinished(prompt_ex, clock.now(), 200, done, None))
+    tracker.handle(ExchangeFinished(prompt_ex, clock.now(), 200, done, None))
     respond(result_ex, (), "end_turn")
     assert s.turn_count == base + 1
     assert [t.outcome for t in s.turns] == ["completed"] * (base + 1)
@@ -532,21 +505,19 @@ def test_a_tool_result_that_overtakes_a_whole_unseen_exchange_waits_for_its_tool
 
 def test_a_resent_tool_result_is_not_held(clock: ManualClock) -> None:
     """A retry (a 529 resent) answers tool calls already closed: those ids count as seen."""
-    from clauditor.parsing.fold import ToolUse
-
     sid = "0d6f1c2e-3b4a-4c5d-8e9f-a0b1c2d3e4f5"
     tracker = SessionTracker(clock)
     tracker.handle(
-        ev.RequestParsed(1, clock.now(), clock.now(), _main_request(sid, 1, prompt="go"), None)
+        RequestParsed(1, clock.now(), clock.now(), _main_request(sid, 1, prompt="go"), None)
     )
-    tracker.handle(ev.ResponseStarted(1, clock.now(), 200, "r1", ev.QuotaHeaders()))
-    tracker.handle(ev.ToolUseSeen(1, clock.now(), ToolUse("toolu_x", "Bash", {"command": "ls"})))
+    tracker.handle(ResponseStarted(1, clock.now(), 200, "r1", QuotaHeaders()))
+    tracker.handle(ToolUseSeen(1, clock.now(), ToolUse("toolu_x", "Bash", {"command": "ls"})))
     result = MessageResult(stop_reason="tool_use", tool_uses=[ToolUse("toolu_x", "Bash", None)])
-    tracker.handle(ev.ExchangeFinished(1, clock.now(), 200, result, None))
+    tracker.handle(ExchangeFinished(1, clock.now(), 200, result, None))
     answer = _main_request(sid, 2, results=("toolu_x",))
-    tracker.handle(ev.RequestParsed(2, clock.now(), clock.now(), answer, None))
-    tracker.handle(ev.ExchangeFinished(2, clock.now(), 529, MessageResult(), "http_529"))
-    tracker.handle(ev.RequestParsed(3, clock.now(), clock.now(), answer, None))  # the resend
+    tracker.handle(RequestParsed(2, clock.now(), clock.now(), answer, None))
+    tracker.handle(ExchangeFinished(2, clock.now(), 529, MessageResult(), "http_529"))
+    tracker.handle(RequestParsed(3, clock.now(), clock.now(), answer, None))  # the resend
     assert tracker.held_requests == 0
     assert tracker.sessions[sid].request_count == 3
 
@@ -561,28 +532,28 @@ def test_the_next_prompt_still_waits_for_a_held_tool_result(
     tracker = SessionTracker(clock, listeners=[recorder])
 
     def parsed(ex: int, req) -> None:  # type: ignore[no-untyped-def]
-        tracker.handle(ev.RequestStarted(ex, clock.now(), sid))
-        tracker.handle(ev.RequestParsed(ex, clock.now(), clock.now(), req, None))
+        tracker.handle(RequestStarted(ex, clock.now(), sid))
+        tracker.handle(RequestParsed(ex, clock.now(), clock.now(), req, None))
 
     def finish(ex: int, stop: str) -> None:
         tracker.handle(
-            ev.ExchangeFinished(ex, clock.now(), 200, MessageResult(stop_reason=stop), None)
+            ExchangeFinished(ex, clock.now(), 200, MessageResult(stop_reason=stop), None)
         )
 
     parsed(1, _main_request(sid, 1, prompt="go"))
-    tracker.handle(ev.ResponseStarted(1, clock.now(), 200, "req_1", ev.QuotaHeaders()))
+    tracker.handle(ResponseStarted(1, clock.now(), 200, "req_1", QuotaHeaders()))
     parsed(2, _main_request(sid, 2, results=("toolu_q",)))  # its tool_use not seen yet
     parsed(3, _main_request(sid, 3, prompt="next"))  # the core lags: the next prompt too
     s = tracker.sessions[sid]
     assert tracker.held_requests == 2 and s.request_count == 1
     clock.advance(0.05)
-    tracker.handle(ev.ToolUseSeen(1, clock.now(), ToolUse("toolu_q", "Bash", {"command": "ls"})))
+    tracker.handle(ToolUseSeen(1, clock.now(), ToolUse("toolu_q", "Bash", {"command": "ls"})))
     finish(1, "tool_use")
     assert s.request_count == 2 and s.turn_count == 1  # the tool_result joined turn 1
-    tracker.handle(ev.ResponseStarted(2, clock.now(), 200, "req_2", ev.QuotaHeaders()))
+    tracker.handle(ResponseStarted(2, clock.now(), 200, "req_2", QuotaHeaders()))
     finish(2, "end_turn")
     assert s.request_count == 3 and s.turn_count == 2  # then the next prompt, turn 2
-    tracker.handle(ev.ResponseStarted(3, clock.now(), 200, "req_3", ev.QuotaHeaders()))
+    tracker.handle(ResponseStarted(3, clock.now(), 200, "req_3", QuotaHeaders()))
     finish(3, "end_turn")
     assert [(t.index, t.outcome, t.requests) for t in s.turns] == [
         (1, "completed", 2),
