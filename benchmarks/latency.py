@@ -40,6 +40,7 @@ from benchmarks.workload import (
     python_module,
     stop_process,
     table,
+    until_core_idle,
     wait_http,
 )
 from clauditor.envoy.config import EnvoySettings, Upstream, render
@@ -361,19 +362,7 @@ class Stack:
         return out
 
     def wait_core_idle(self, timeout: float = 30.0) -> None:
-        """Until the core has no open side stream and its consumers have caught up."""
-        deadline = time.monotonic() + timeout
-        last: object = None
-        while time.monotonic() < deadline:
-            s = self.stats()
-            wire, bus = s["wire"], s["bus"]
-            assert isinstance(wire, dict) and isinstance(bus, list)
-            # The bus does not export its backlog: idle = no stream and no delivery for 0.3 s.
-            now = (wire["active"], [b["delivered"] for b in bus], s["store"])
-            if wire["active"] == 0 and now == last:
-                return
-            last = now
-            time.sleep(0.3)
+        until_core_idle(self.stats, timeout, interval=0.3)  # type: ignore[arg-type]
 
     # peer
     def start_litellm(self, exe: str) -> None:

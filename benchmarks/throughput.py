@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from benchmarks.workload import (
     rss_mb,
     stop_process,
     table,
+    until_core_idle,
     wait_http,
 )
 from clauditor.netaddr import HostPort, free_port
@@ -211,6 +212,23 @@ async def _aiter(msgs: Sequence[pb.ProcessingRequest]) -> AsyncIterator[pb.Proce
         yield m
 
 
+async def replay(
+    plan: Plan,
+    concurrency: int,
+    one: Callable[[list[pb.ProcessingRequest]], Awaitable[None]],
+) -> None:
+    """Every exchange of the plan through `one`, `concurrency` side streams at a time."""
+    queue: asyncio.Queue[list[pb.ProcessingRequest]] = asyncio.Queue()
+    for ex in plan.exchanges:
+        queue.put_nowait(ex)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await one(queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
 class _Context:
     """Enough of grpc.aio.ServicerContext for ExtProcServicer.Process."""
 
@@ -237,18 +255,13 @@ async def bench_pipeline(
     await core.start()
     try:
         gc.collect()
-        queue: asyncio.Queue[list[pb.ProcessingRequest]] = asyncio.Queue()
-        for ex in plan.exchanges:
-            queue.put_nowait(ex)
 
-        async def worker() -> None:
-            while not queue.empty():
-                msgs = queue.get_nowait()
-                async for _ in core.servicer.Process(_aiter(msgs), _Context()):  # type: ignore[arg-type]
-                    pass
+        async def one(msgs: list[pb.ProcessingRequest]) -> None:
+            async for _ in core.servicer.Process(_aiter(msgs), _Context()):  # type: ignore[arg-type]
+                pass
 
         t0, c0 = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await replay(plan, concurrency, one)
         await core.bus.drain(timeout=120)
         await asyncio.to_thread(core.store.writer.flush, 120)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -288,15 +301,7 @@ class CoreProcess:
         return httpx.get(f"http://{HOST}:{self.api}/api/stats", timeout=5, trust_env=False).json()
 
     def wait_idle(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        last: object = None
-        while time.monotonic() < deadline:
-            s = self.stats()
-            now = (s["wire"]["active"], [b["delivered"] for b in s["bus"]], s["store"])
-            if s["wire"]["active"] == 0 and now == last:
-                return
-            last = now
-            time.sleep(0.5)
+        until_core_idle(self.stats, timeout, interval=0.5)
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -312,19 +317,13 @@ async def drive_grpc(port: int, plan: Plan, concurrency: int) -> float:
             request_serializer=pb.ProcessingRequest.SerializeToString,
             response_deserializer=pb.ProcessingResponse.FromString,
         )
-        queue: asyncio.Queue[list[pb.ProcessingRequest]] = asyncio.Queue()
-        for ex in plan.exchanges:
-            queue.put_nowait(ex)
 
-        async def worker() -> None:
-            while not queue.empty():
-                msgs = queue.get_nowait()
-                call = process(_aiter(msgs))
-                async for _ in call:
-                    pass
+        async def one(msgs: list[pb.ProcessingRequest]) -> None:
+            async for _ in process(_aiter(msgs)):
+                pass
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await replay(plan, concurrency, one)
         return time.perf_counter() - t0
 
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,3 +246,18 @@ def print_header(module: str, argv: list[str] | None) -> None:
     print(f"machine: {machine()}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
     print(f"command: python -m {module} {' '.join(given)}".rstrip())
+
+
+def until_core_idle(stats: Callable[[], dict[str, Any]], timeout: float, interval: float) -> None:
+    """Until the core has no open side stream and its consumers have caught up: the bus
+    does not export its backlog, so idle is no stream and nothing delivered or written
+    between two polls `interval` apart (gives up quietly after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        s = stats()
+        now = (s["wire"]["active"], [b["delivered"] for b in s["bus"]], s["store"])
+        if s["wire"]["active"] == 0 and now == last:
+            return
+        last = now
+        time.sleep(interval)
