@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from clauditor.clock import Clock
 from clauditor.domain.events import (
@@ -40,6 +41,7 @@ AGENT_TOOLS = frozenset({"Agent", "Task"})
 
 # How long a request may wait for the end of a response that was streaming when it came.
 HOLD_MAX_SECONDS = 0.5
+_V = TypeVar("_V")
 EARLY_RESULTS_KEPT = 256  # per session: tool results that came before their tool_use
 CLOSED_TOOLS_KEPT = 256  # per session: ids of closed calls, so a resent result is not "unseen"
 
@@ -52,6 +54,19 @@ class _Held:
     parsed_first: set[int] = field(default_factory=set)  # exchanges that must be parsed
     session_id: str | None = None
     tools: set[str] = field(default_factory=set)  # tool_use ids that must have been seen
+
+    @property
+    def request(self) -> ParsedRequest:
+        first = self.events[0]
+        assert isinstance(first, RequestParsed)  # a hold always starts with its request
+        return first.request
+
+
+def _remember(kept: dict[str, _V], key: str, value: _V, cap: int) -> None:
+    """Insertion-ordered and bounded: past `cap` entries the oldest goes."""
+    kept[key] = value
+    if len(kept) > cap:
+        del kept[next(iter(kept))]
 
 
 class TrackerListener:
@@ -145,7 +160,7 @@ class SessionTracker:
         req = event.request
         exchange_id = event.exchange_id
         session_id = req.session_id or self._hints.get(exchange_id)
-        after = self._held_after(req, session_id)
+        after = self._held_after(req, session_id, self._awaiting_tools())
         earlier = {
             x
             for x, hint in self._hints.items()
@@ -176,42 +191,56 @@ class SessionTracker:
             return set()
         if session_id not in self.sessions:
             self._resume(session_id, self.clock.now())
-        seen = self._seen_tools(session_id)
-        return {ref.tool_use_id for ref in req.tool_results if ref.tool_use_id not in seen}
+        return {
+            ref.tool_use_id
+            for ref in req.tool_results
+            if not self._tool_seen(session_id, ref.tool_use_id)
+        }
 
-    def _seen_tools(self, session_id: str) -> set[str]:
+    def _tool_seen(self, session_id: str, tool_use_id: str) -> bool:
         session = self.sessions.get(session_id)
-        pending = session.pending_tools.keys() if session is not None else set()
-        return pending | self._closed_tools.get(session_id, {}).keys()
+        if session is not None and tool_use_id in session.pending_tools:
+            return True
+        return tool_use_id in self._closed_tools.get(session_id, {})
 
-    def _awaiting_tools(self, held: _Held) -> bool:
-        if not held.tools or held.session_id is None:
-            return False
-        return not held.tools <= self._seen_tools(held.session_id)
+    def _awaiting_tools(self) -> set[int]:
+        """Held requests whose tool_use ids have not all shown up yet."""
+        return {
+            x
+            for x, h in self._held.items()
+            if h.session_id is not None
+            and not all(self._tool_seen(h.session_id, t) for t in h.tools)
+        }
 
-    def _held_after(self, req: ParsedRequest, session_id: str | None) -> set[int]:
-        """Held requests of this session still waiting for tool_use ids that come after
-        `req` in the conversation: same thread kind, more messages. `req` may be the very
-        request whose response carries those ids, so it must not wait for them."""
+    def _held_after(
+        self, req: ParsedRequest, session_id: str | None, awaiting: set[int]
+    ) -> set[int]:
+        """Of the `awaiting` held requests, those of this session that come after `req` in
+        the conversation: same thread kind, more messages. `req` may be the very request
+        whose response carries the ids they wait for, so it must not wait for them."""
         out: set[int] = set()
-        for x, h in self._held.items():
-            if h.session_id != session_id or not self._awaiting_tools(h):
-                continue
-            them = h.events[0].request  # type: ignore[attr-defined]
-            if req.kind == them.kind and req.conversation_messages < them.conversation_messages:
+        for x in awaiting:
+            held = self._held[x]
+            them = held.request
+            if (
+                held.session_id == session_id
+                and req.kind == them.kind
+                and req.conversation_messages < them.conversation_messages
+            ):
                 out.add(x)
         return out
 
     def _release(self, now: float) -> None:
         while True:
             unfinished = self._by_exchange.keys() | self._hints.keys()
+            awaiting = self._awaiting_tools()
             ready: list[int] = []
             for x, h in self._held.items():
-                after = self._held_after(h.events[0].request, h.session_id)  # type: ignore[attr-defined]
+                after = self._held_after(h.request, h.session_id, awaiting)
                 waiting = bool(
                     h.waiting_for & (unfinished - after)
                     or h.parsed_first & (self._hints.keys() - after)
-                    or self._awaiting_tools(h)
+                    or x in awaiting
                 )
                 if not waiting:
                     ready.append(x)
@@ -476,9 +505,7 @@ class SessionTracker:
                 # A core lagging past the hold saw the result before the tool_use block:
                 # kept (bounded) until the block shows up, then the call closes at once.
                 early = self._early_results.setdefault(session.session_id, {})
-                early[ref.tool_use_id] = (ts, ref.is_error)
-                if len(early) > EARLY_RESULTS_KEPT:
-                    del early[next(iter(early))]
+                _remember(early, ref.tool_use_id, (ts, ref.is_error), EARLY_RESULTS_KEPT)
                 continue
             if call.result_at is None:
                 self._close_call(session, call, ts, ref.is_error)
@@ -497,9 +524,7 @@ class SessionTracker:
         # Done calls leave the pending map; the listeners have their copy.
         del session.pending_tools[call.tool_use_id]
         closed = self._closed_tools.setdefault(session.session_id, {})
-        closed[call.tool_use_id] = None
-        if len(closed) > CLOSED_TOOLS_KEPT:
-            del closed[next(iter(closed))]
+        _remember(closed, call.tool_use_id, None, CLOSED_TOOLS_KEPT)
 
     # -- responses -----------------------------------------------------------------
     def _on_response(self, event: ResponseStarted) -> None:
