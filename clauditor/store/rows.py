@@ -274,8 +274,8 @@ def stored_signals(requests: list[dict[str, Any]]) -> dict[str, Any]:
     cached = [r for r in requests if r["kind"] == "main" and r["cache_status"] is not None]
     last = cached[-1] if cached else None
     expires = None
-    if last is not None and last["ended_at"] and last["cache_ttl_seconds"]:
-        ended = datetime.fromisoformat(last["ended_at"].replace("Z", "+00:00")).timestamp()
+    ended = parse_iso(last["ended_at"]) if last is not None else None
+    if last is not None and ended is not None and last["cache_ttl_seconds"]:
         expires = iso(ended + last["cache_ttl_seconds"])
     return {
         "ttft_ms_p50": round(statistics.median(ttfts), 3) if ttfts else None,
