@@ -89,23 +89,26 @@ _log_option = click.option(
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
 
+_grpc_option = click.option(
+    "--grpc",
+    envvar="CLAUDITOR_GRPC",
+    default="127.0.0.1:50051",
+    callback=_addr("--grpc"),
+    help="ext_proc gRPC address the core listens on.",
+)
+_api_option = click.option(
+    "--api",
+    envvar="CLAUDITOR_API",
+    default="127.0.0.1:9091",
+    callback=_addr("--api"),
+    help="HTTP API address (/health, /api/sessions, /watch, /metrics).",
+)
+
 # The core's options, declared once: `serve` takes them, `up` takes them too and hands
 # them on to the `serve` child it supervises (_forwarded), so the two never drift apart.
 CORE_OPTIONS = (
-    click.option(
-        "--grpc",
-        envvar="CLAUDITOR_GRPC",
-        default="127.0.0.1:50051",
-        callback=_addr("--grpc"),
-        help="ext_proc gRPC address the core listens on.",
-    ),
-    click.option(
-        "--api",
-        envvar="CLAUDITOR_API",
-        default="127.0.0.1:9091",
-        callback=_addr("--api"),
-        help="HTTP API address (/health, /api/sessions, /watch, /metrics).",
-    ),
+    _grpc_option,
+    _api_option,
     click.option(
         "--upstream",
         envvar="CLAUDITOR_UPSTREAM",
@@ -297,8 +300,8 @@ def up(
 
 @main.command()
 @click.option("--listen", default="127.0.0.1:10000", callback=_addr("--listen"))
-@CORE_OPTIONS[0]
-@CORE_OPTIONS[1]
+@_grpc_option
+@_api_option
 @click.option(
     "--envoy-admin",
     default="127.0.0.1:9901",
