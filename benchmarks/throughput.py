@@ -212,6 +212,21 @@ async def _aiter(msgs: Sequence[pb.ProcessingRequest]) -> AsyncIterator[pb.Proce
         yield m
 
 
+def cost_row(plan: Plan, wall: float, cpu: float) -> list[object]:
+    """exchanges, events, body MB, wall s, CPU s, events/CPU s, CPU s/1k ev, CPU ms/exchange."""
+    n = len(plan.exchanges)
+    return [
+        n,
+        plan.events,
+        plan.body_bytes / 1e6,
+        wall,
+        cpu,
+        plan.events / cpu,
+        cpu / plan.events * 1000,
+        cpu / n * 1000,
+    ]
+
+
 async def replay(
     plan: Plan,
     concurrency: int,
@@ -267,18 +282,7 @@ async def bench_pipeline(
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         await core.stop()
-    n = len(plan.exchanges)
-    row: list[object] = [
-        n,
-        plan.events,
-        plan.body_bytes / 1e6,
-        wall,
-        cpu,
-        plan.events / cpu,
-        cpu / plan.events * 1000,
-        cpu / n * 1000,
-    ]
-    return row, batches
+    return cost_row(plan, wall, cpu), batches
 
 
 # -- a real core process over gRPC --------------------------------------------------------
@@ -332,18 +336,7 @@ def bench_grpc(core: CoreProcess, plan: Plan, concurrency: int) -> list[object]:
     wall = asyncio.run(drive_grpc(core.grpc, plan, concurrency))
     core.wait_idle()
     cpu = cpu_seconds(core.pid) - c0
-    n = len(plan.exchanges)
-    return [
-        n,
-        plan.events,
-        plan.body_bytes / 1e6,
-        wall,
-        cpu,
-        plan.events / cpu,
-        cpu / plan.events * 1000,
-        cpu / n * 1000,
-        plan.events / wall,
-    ]
+    return [*cost_row(plan, wall, cpu), plan.events / wall]
 
 
 def bench_rss(
