@@ -198,6 +198,7 @@ class Core:
                 "listener_errors": self.tracker.listener_errors,
                 "signal_errors": self.tracker.signal_errors,
             },
+            "drift": self.tracker.signals.drift.view(),
             "watch": self.watch.stats(),
             "telemetry": self.telemetry.span_stats(),
             "store": {

@@ -25,6 +25,7 @@ def test_wheel_contains_every_package_file(tmp_path: Path) -> None:
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     }
     assert "clauditor/envoy/envoy.yaml.tmpl" in expected
-    assert "clauditor/data/prices.json" in expected
+    assert "clauditor/data/models.json" in expected
+    assert "clauditor/data/claude_code.json" in expected
     missing = sorted(expected - names)
     assert missing == [], missing

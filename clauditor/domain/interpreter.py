@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from clauditor.claude_code import HEADER_PREFIX, SESSION_HEADER
 from clauditor.domain.events import (
     DomainEvent,
     ExchangeFinished,
@@ -25,11 +26,11 @@ from clauditor.wire.exchange import ExchangeObserver, Headers
 log = logging.getLogger(__name__)
 
 MESSAGES_PATH = "/v1/messages"
-# Request headers the parser may see. Everything else (x-api-key, authorization,
-# cookies...) is dropped here, so no consumer can ever store or log a secret.
-_KEPT_REQUEST_HEADERS = frozenset(
-    {"x-claude-code-session-id", "anthropic-beta", "user-agent", "content-encoding", "x-app"}
-)
+# Request headers the parser may see (and Claude Code's own x-claude-code-*: ids, not
+# secrets). Everything else (x-api-key, authorization, cookies...) is dropped here, so
+# no consumer can ever store or log a secret.
+_KEPT_REQUEST_HEADERS = frozenset({"anthropic-beta", "user-agent", "content-encoding", "x-app"})
+MAX_KEPT_HEADERS = 64
 _QUOTA_PREFIXES = ("anthropic-ratelimit-", "retry-after")
 MAX_REQUEST_BODY = 64 * 1024 * 1024
 
@@ -78,14 +79,16 @@ class _MessagesExchange:
                 path = value
             elif name == ":authority":
                 self._authority = value
-            elif name in _KEPT_REQUEST_HEADERS:
+            elif name in _KEPT_REQUEST_HEADERS or (
+                name.startswith(HEADER_PREFIX) and len(self._headers) < MAX_KEPT_HEADERS
+            ):
                 self._headers[name] = value
         if method != "POST" or _path_of(path) != MESSAGES_PATH:
             self.ignored = True
             self._owner.stats.ignored += 1
             return
         self._decoder = BodyDecoder(self._headers.get("content-encoding"))
-        self._owner.emit(RequestStarted(self.id, ts, self._headers.get("x-claude-code-session-id")))
+        self._owner.emit(RequestStarted(self.id, ts, self._headers.get(SESSION_HEADER)))
         if end_of_stream:
             self._finish_request(ts)
 
@@ -111,11 +114,11 @@ class _MessagesExchange:
         if decoder is not None and (decoder.failed or not decoder.supported):
             self._owner.stats.undecodable_bodies += 1
             request = ParsedRequest(ok=False, error="undecodable_encoding")
-            request.session_id = self._headers.get("x-claude-code-session-id")
+            request.session_id = self._headers.get(SESSION_HEADER)
             request.session_source = "header" if request.session_id else None
         elif self._too_large:
             request = ParsedRequest(ok=False, error="too_large")
-            request.session_id = self._headers.get("x-claude-code-session-id")
+            request.session_id = self._headers.get(SESSION_HEADER)
             request.session_source = "header" if request.session_id else None
         else:
             request = parse_request(self._headers, self._body)  # no copy of a multi-MB body

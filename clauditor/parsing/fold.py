@@ -52,6 +52,7 @@ class MessageResult:
     streamed: bool = False
     events: int = 0
     unknown_events: int = 0
+    unknown_event_types: list[str] = field(default_factory=list)  # the first few, by name
     malformed_events: int = 0
 
     @property
@@ -62,7 +63,13 @@ class MessageResult:
     def comparable(self) -> dict[str, Any]:
         """The content of the result without transport counters (stream == unary)."""
         d = asdict(self)
-        for key in ("streamed", "events", "unknown_events", "malformed_events"):
+        for key in (
+            "streamed",
+            "events",
+            "unknown_events",
+            "unknown_event_types",
+            "malformed_events",
+        ):
             del d[key]
         return d
 
@@ -141,6 +148,20 @@ def _set_error(r: MessageResult, err: Any) -> None:
     else:
         r.error_type = "unknown_error"
         r.malformed_events += 1
+
+
+UNKNOWN_NAMES_KEPT = 8
+
+
+def _unknown_event(r: MessageResult, name: str | None) -> None:
+    r.unknown_events += 1
+    name = (name or "")[:64]
+    if (
+        name
+        and name not in r.unknown_event_types
+        and len(r.unknown_event_types) < UNKNOWN_NAMES_KEPT
+    ):
+        r.unknown_event_types.append(name)
 
 
 def fold_message_json(obj: Any) -> MessageResult:
@@ -255,7 +276,7 @@ class StreamFold:
             if event.event in _STREAM_EVENTS or event.event == "message":
                 r.malformed_events += 1
             else:
-                r.unknown_events += 1  # a new event type need not carry JSON
+                _unknown_event(r, event.event)  # a new event type need not carry JSON
             return None
         if not isinstance(obj, dict):
             r.malformed_events += 1
@@ -317,7 +338,7 @@ class StreamFold:
         if typ == "error":
             _set_error(r, obj.get("error"))
             return FoldSignal("error")
-        r.unknown_events += 1
+        _unknown_event(r, typ)
         return None
 
     def _index(self, obj: dict[str, Any]) -> int | None:

@@ -13,6 +13,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from clauditor.claude_code import (
+    AGENT_HEADER,
+    AGENT_LAUNCHED_PREFIX,
+    AGENT_TOOLS,
+    BILLING_PREFIX,
+    COMMAND_NAME_TAG,
+    COMPACT_COMMAND,
+    COMPACT_PREFIX,
+    CONTINUATION_PREFIX,
+    HEADER_PREFIX,
+    NOTIFICATION_MARKER,
+    SESSION_HEADER,
+    SUBAGENT_BILLING_FLAG,
+    SUBAGENT_MARKER,
+    TASK_NOTIFICATION_OPEN,
+    TOOL_LOADED_TEXT,
+    TaskNotification,
+    agent_id_in,
+    task_notifications,
+)
 from clauditor.parsing.text import clean_prompt
 
 RequestKind = Literal["main", "subagent", "title", "compaction", "other"]
@@ -20,11 +40,8 @@ SessionSource = Literal["header", "metadata", "metadata_legacy", "derived"]
 
 MAX_ID = 128  # ids, versions, model names: longer values are garbage, not ids
 MAX_USER_ID = 4096
-BILLING_PREFIX = "x-anthropic-billing-header:"
-COMPACT_PREFIX = "CRITICAL: Respond with TEXT ONLY"
-# The first user message of the conversation that follows a compaction.
-CONTINUATION_PREFIX = "This session is being continued from a previous conversation"
-SUBAGENT_MARKER = "You are an agent for Claude Code"
+MAX_NAMES = 64  # body keys and header names kept for the drift check
+AGENT_RESULT_SCAN = 4096  # an Agent result names its agent id near its start
 
 _LEGACY_SESSION = re.compile(r"_session_([0-9a-f-]{36})")
 _LEGACY_DEVICE = re.compile(r"^user_([0-9a-f]{64})")
@@ -36,6 +53,10 @@ _CC_VERSION = re.compile(r"^(\d+\.\d+\.\d+)\.[0-9a-f]{3}$")
 class ToolResultRef:
     tool_use_id: str
     is_error: bool
+    # Results of Agent calls: the subagent's id, and whether this is only the launch
+    # acknowledgement of a background run (its real end comes as a task notification).
+    agent_id: str | None = None
+    launched: bool = False
 
 
 @dataclass(slots=True)
@@ -59,6 +80,8 @@ class ParsedRequest:
     # Digest of the tool names in order: part of the prompt-cache key ("" without tools).
     tools_digest: str = ""
     tool_results: tuple[ToolResultRef, ...] = ()
+    # <task-notification>s in the newest user message: background tasks that finished.
+    notifications: tuple[TaskNotification, ...] = ()
     new_prompt: bool = False
     prompt: str | None = None
     message_count: int = 0
@@ -67,11 +90,17 @@ class ParsedRequest:
     effort: str | None = None
     context_1m: bool = False
     fingerprint: str = ""
-    # Subagent requests: a digest of the task prompt (their first user message), equal to
-    # task_key(the Agent tool_use's input["prompt"]), so a run can be tied to its Agent call.
-    task_key: str | None = None
+    # Subagent requests: digests of the task prompt (the text blocks of their first user
+    # message, and all of them joined), one equal to task_key(the Agent tool_use's
+    # input["prompt"]), so a run can be tied to its Agent call.
+    task_keys: tuple[str, ...] = ()
+    agent_id: str | None = None  # x-claude-code-agent-id: the subagent run's id
     # The conversation opens with a compaction summary (the turns after a compaction).
     continued: bool = False
+    # ... and says the compaction was a typed /compact (the command's echo), not automatic.
+    manual_compact: bool = False
+    body_keys: tuple[str, ...] = ()  # top-level keys of the body, for the drift check
+    cc_headers: tuple[str, ...] = ()  # names of the x-claude-code-* headers sent
     body_bytes: int = 0
 
 
@@ -118,9 +147,11 @@ def _from_headers(r: ParsedRequest, headers: Mapping[str, str]) -> list[str]:
     beta = headers.get("anthropic-beta")
     if isinstance(beta, str):
         _add_betas(betas, beta.split(","))
-    sid = _str(headers.get("x-claude-code-session-id"))
+    sid = _str(headers.get(SESSION_HEADER))
     if sid:
         r.session_id, r.session_source = sid, "header"
+    r.agent_id = _str(headers.get(AGENT_HEADER))
+    r.cc_headers = tuple(n for n in headers if n.startswith(HEADER_PREFIX))[:MAX_NAMES]
     r.user_agent = _str(headers.get("user-agent"), 512)
     return betas
 
@@ -169,6 +200,47 @@ def _billing(r: ParsedRequest, system_texts: list[str]) -> str | None:
     return None
 
 
+def _result_text(block: dict[str, Any]) -> str:
+    """The start of a tool_result's text content (a string or text blocks)."""
+    content = block.get("content")
+    if isinstance(content, str):
+        return content[:AGENT_RESULT_SCAN]
+    return "\n".join(_texts(content))[:AGENT_RESULT_SCAN]
+
+
+def _agent_call_ids(messages: list[dict[str, Any]], newest_user: dict[str, Any]) -> set[str]:
+    """Ids of the Agent tool_use blocks in the assistant message before `newest_user`."""
+    ids: set[str] = set()
+    for i in range(len(messages) - 1, 0, -1):
+        if messages[i] is newest_user:
+            before = messages[i - 1]
+            if before.get("role") == "assistant":
+                for b in _blocks(before.get("content")):
+                    if b.get("type") == "tool_use" and b.get("name") in AGENT_TOOLS:
+                        tid = _str(b.get("id"))
+                        if tid:
+                            ids.add(tid)
+            break
+    return ids
+
+
+def _human_texts(texts: list[str], has_tool_results: bool) -> list[str]:
+    """The text blocks of a user message that a person typed: without Claude Code's own
+    (a ToolSearch's "Tool loaded.", a compaction summary, the /compact echo, a task
+    notification). Reminders and command noise are cleaned away later by clean_prompt."""
+    out = []
+    for t in texts:
+        head = t.lstrip()
+        if has_tool_results and head.rstrip() == TOOL_LOADED_TEXT:
+            continue
+        if head.startswith(CONTINUATION_PREFIX) or COMPACT_COMMAND in t:
+            continue
+        if NOTIFICATION_MARKER in t or TASK_NOTIFICATION_OPEN in t:
+            continue
+        out.append(t)
+    return out
+
+
 def _cache(blocks: list[Any]) -> tuple[int, bool]:
     n, one_hour = 0, False
     for b in blocks:
@@ -200,6 +272,7 @@ def _first_user_key(messages: list[dict[str, Any]]) -> str | None:
 
 
 def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
+    r.body_keys = tuple(str(k)[:MAX_ID] for k in list(b)[:MAX_NAMES])
     r.model = _str(b.get("model"))
     r.stream = b.get("stream") is True
     mt = b.get("max_tokens")
@@ -246,6 +319,16 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
         r.continued = any(
             t.lstrip().startswith(CONTINUATION_PREFIX) for t in _texts(first_user.get("content"))
         )
+    if r.continued:
+        # Where the /compact echo sits differs by version (2.1.332: in the continuation
+        # message itself; earlier: a later one), so any user message may carry it.
+        r.manual_compact = any(
+            COMPACT_COMMAND in t
+            for m in messages
+            if m.get("role") == "user"
+            for t in _texts(m.get("content"))
+            if COMMAND_NAME_TAG in t
+        )
     r.cache_breakpoints = breakpoints
     r.cache_ttl_seconds = 3600 if one_hour else 300
 
@@ -257,12 +340,22 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
     user_content = newest_user.get("content") if newest_user else None
     user_texts = _texts(user_content)
     refs = []
+    agent_calls = _agent_call_ids(messages, newest_user) if newest_user else set()
     for blk in _blocks(user_content):
         if blk.get("type") == "tool_result":
             tid = _str(blk.get("tool_use_id"))
-            if tid:
-                refs.append(ToolResultRef(tid, blk.get("is_error") is True))
+            if not tid:
+                continue
+            agent_id, launched = None, False
+            if tid in agent_calls:
+                text = _result_text(blk)
+                agent_id = agent_id_in(text)
+                launched = text.lstrip().startswith(AGENT_LAUNCHED_PREFIX)
+            refs.append(ToolResultRef(tid, blk.get("is_error") is True, agent_id, launched))
     r.tool_results = tuple(refs)
+    r.notifications = tuple(
+        n for t in user_texts if TASK_NOTIFICATION_OPEN in t for n in task_notifications(t)
+    )
 
     # Kind, most specific first (see claude-code-wire.md "How to tell request kinds apart").
     fmt = oc.get("format") if isinstance(oc, dict) else None
@@ -273,7 +366,7 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
         r.kind = "title"
     elif any(t.lstrip().startswith(COMPACT_PREFIX) for t in user_texts):
         r.kind = "compaction"
-    elif (billing is not None and "cc_is_subagent=true" in billing) or (
+    elif (billing is not None and SUBAGENT_BILLING_FLAG in billing) or (
         tools
         and "context_management" not in b
         and r.thinking == "disabled"
@@ -283,7 +376,7 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
     elif messages and (billing is not None or "context_management" in b or tools):
         r.kind = "main"
 
-    human = clean_prompt("\n".join(user_texts), limit=1 << 62)
+    human = clean_prompt("\n".join(_human_texts(user_texts, bool(refs))), limit=1 << 62)
     # Title, compaction and subagent "prompts" are written by Claude Code, not a person.
     r.new_prompt = bool(human) and r.kind in ("main", "other")
     r.prompt = clean_prompt(human) if r.new_prompt else None
@@ -293,7 +386,10 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
     r.betas = tuple(betas)
     r.context_1m = any(x.startswith("context-1m-") for x in betas)
     if r.kind == "subagent" and first_user is not None:
-        r.task_key = task_key("\n".join(_texts(first_user.get("content"))))
+        # 2.1.197 sends the task prompt alone; 2.1.332 puts context blocks before it.
+        texts = _texts(first_user.get("content"))
+        keys = [task_key(t) for t in texts[-8:]]
+        r.task_keys = tuple(dict.fromkeys([*keys, task_key("\n".join(texts))]))
 
 
 def task_key(prompt: str) -> str:

@@ -6,6 +6,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from clauditor.claude_code import AGENT_TOOLS, FILE_TOOLS
+
 ELLIPSIS = "…"
 
 # Wrappers whose whole content is machine-made noise for a prompt view.
@@ -102,7 +104,6 @@ def summarize_text(text: str, limit: int = 300) -> str:
 # -- tool inputs ------------------------------------------------------------------------------
 
 _PATH_KEYS = ("file_path", "notebook_path", "path")
-_FILE_TOOLS = frozenset({"Read", "Edit", "MultiEdit", "Write", "NotebookEdit", "NotebookRead"})
 BASH_HEAD = 60
 
 
@@ -125,7 +126,7 @@ def _url_head(url: str) -> str:
 
 
 def _summary(name: str, d: dict[str, Any]) -> str:
-    if name in _FILE_TOOLS:
+    if name in FILE_TOOLS:
         for key in _PATH_KEYS:
             if _s(d.get(key)):
                 return _s(d.get(key))
@@ -143,7 +144,7 @@ def _summary(name: str, d: dict[str, Any]) -> str:
         return _url_head(d["url"]) if isinstance(d.get("url"), str) else ""
     if name == "WebSearch":
         return _s(d.get("query"))
-    if name in ("Agent", "Task"):
+    if name in AGENT_TOOLS:
         desc, kind = _s(d.get("description")), _s(d.get("subagent_type"))
         return f"{kind}: {desc}" if kind and desc else kind or desc
     return _keys(d)  # mcp__server__tool and anything unknown: key names only

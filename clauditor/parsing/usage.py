@@ -26,6 +26,7 @@ class Usage:
     cache_creation_1h_tokens: int = 0
     thinking_tokens: int = 0
     service_tier: str | None = None
+    inference_geo: str | None = None  # data residency ("us" costs more)
     iterations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -103,6 +104,11 @@ def apply_usage(u: Usage, obj: Any) -> bool:
     if isinstance(tier, str):
         u.service_tier = tier
     elif tier is not None:
+        ok = False
+    geo = obj.get("inference_geo")
+    if isinstance(geo, str):
+        u.inference_geo = geo[:32] or None
+    elif geo is not None:
         ok = False
     its = obj.get("iterations")
     if isinstance(its, list):

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 SessionStatus = Literal["active", "idle", "ended"]
 TurnOutcome = Literal["in_progress", "completed", "interrupted", "abandoned", "error"]
 ToolOutcome = Literal["pending", "ok", "error", "abandoned"]
+# prompt: the user typed it; task_notification: a background task finished; compaction:
+# a /compact or automatic compaction outside a turn; resumed: picked up mid-way (its start
+# was not seen, e.g. after a core restart).
+TurnTrigger = Literal["prompt", "task_notification", "compaction", "resumed"]
+TURN_TRIGGERS: tuple[TurnTrigger, ...] = ("prompt", "task_notification", "compaction", "resumed")
 
 
 def _ms(start: float | None, end: float | None) -> float | None:
@@ -44,17 +49,34 @@ class TokenCounts:
         self.cache_creation_1h += other.cache_creation_1h
 
     @property
+    def empty(self) -> bool:
+        return not (self.input or self.output or self.cache_read or self.cache_creation)
+
+    def plus(self, other: TokenCounts) -> TokenCounts:
+        out = TokenCounts()
+        out.add(self)
+        out.add(other)
+        return out
+
+    @property
     def total_input(self) -> int:
         """Anthropic's input_tokens excludes cached tokens; the context is all three."""
         return self.input + self.cache_read + self.cache_creation
 
-    def as_api(self) -> dict[str, int]:
+    def as_api(self, prefix: str = "") -> dict[str, int]:
         return {
-            "input_tokens": self.input,
-            "output_tokens": self.output,
-            "cache_read_tokens": self.cache_read,
-            "cache_creation_tokens": self.cache_creation,
+            f"{prefix}input_tokens": self.input,
+            f"{prefix}output_tokens": self.output,
+            f"{prefix}cache_read_tokens": self.cache_read,
+            f"{prefix}cache_creation_tokens": self.cache_creation,
         }
+
+
+def add_cost(total: float | None, usd: float | None) -> float | None:
+    """A running total of priced amounts: None until something was priced."""
+    if usd is None:
+        return total
+    return usd if total is None else total + usd
 
 
 @dataclass(slots=True)
@@ -73,6 +95,15 @@ class ToolCall:
     task_key: str | None = None  # Agent calls: digest of the task prompt (see parse_request)
     trace_id: str | None = None  # set by the telemetry listener
     span_id: str | None = None
+    # Agent calls: the subagent's id (x-claude-code-agent-id), and whether it runs in the
+    # background: then the call lasts from the launch to Claude Code's task notification.
+    agent_id: str | None = None
+    background: bool = False
+    launched_at: float | None = None  # background: the launch acknowledgement arrived
+    # What the subagent run it launched cost (its requests, not this call's own).
+    subagent_requests: int = 0
+    subagent_tokens: TokenCounts = field(default_factory=TokenCounts)
+    subagent_cost_usd: float | None = None
 
     @property
     def duration_ms(self) -> float | None:
@@ -89,6 +120,11 @@ class ToolCall:
             "result_at": iso(self.result_at),
             "duration_ms": self.duration_ms,
             "subagent": self.subagent,
+            "agent_id": self.agent_id,
+            "background": self.background,
+            "subagent_requests": self.subagent_requests,
+            **self.subagent_tokens.as_api("subagent_"),
+            "subagent_cost_usd": _usd(self.subagent_cost_usd),
         }
 
 
@@ -107,6 +143,7 @@ class RequestSignals:
     fallback_requested: str | None = None
     fallback_actual: str | None = None
     cost_usd: float | None = None  # None: the model is not in the price table
+    aborted_cost_usd: float | None = None  # what the aborted attempt reported, priced
     output_tokens_per_second: float | None = None
     # response_model | fallback_block | iteration | client (Claude Code switched after 529s)
     fallback_kind: str | None = None
@@ -115,6 +152,7 @@ class RequestSignals:
     def as_api(self) -> dict[str, Any]:
         return {
             "cost_usd": _usd(self.cost_usd),
+            "aborted_cost_usd": _usd(self.aborted_cost_usd),
             "cache_status": self.cache_status,
             "cache_ttl_seconds": self.cache_ttl_seconds,
             "cache_expires_at": iso(self.cache_expires_at),
@@ -160,6 +198,20 @@ class PendingCompaction:
     model: str
     at: float  # the compaction response ended
     context_tokens: int  # the compaction request's input: the context it compacted
+    summary_tokens: int = 0  # the summary's output tokens
+    turn_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Compaction:
+    """A compaction confirmed by the conversation continuing from its summary."""
+
+    model: str
+    at: float
+    context_tokens: int
+    summary_tokens: int
+    turn_index: int | None
+    trigger: Literal["manual", "auto"]  # a typed /compact, or Claude Code's own
 
 
 TTFT_KEPT = 200
@@ -169,8 +221,9 @@ TTFT_KEPT = 200
 class SessionSignals:
     """Per-session debug signals, kept by clauditor.sessions.signals.engine.SignalEngine."""
 
-    cost_usd: float = 0.0  # priced requests only
+    cost_usd: float | None = None  # priced requests only; None while none was priced
     unpriced_requests: int = 0
+    aborted_cost_usd: float | None = None  # usage of aborted attempts, kept apart
     cache_status: str | None = None  # of the newest main-thread request with cache activity
     # (thread, model) -> its cache; thread is "main" (with compaction) or "subagent".
     cache_lines: dict[tuple[str, str], CacheLine] = field(default_factory=dict)
@@ -190,7 +243,10 @@ class SessionSignals:
     compacted_at: list[float] = field(default_factory=list)
     pending_compaction: PendingCompaction | None = None
     compaction_exchange: int | None = None  # a compaction request in flight
-    continued_early: bool = False  # its continuation turn arrived before its end
+    # Its continuation turn arrived before its end: None, or whether it was manual.
+    continued_early: bool | None = None
+    # Compactions confirmed since the tracker last looked (it tells its listeners).
+    confirmed: list[Compaction] = field(default_factory=list)
     fallbacks: int = 0
     last_main_model: str | None = None  # client-side fallback detection
     last_main_turn: int | None = None
@@ -212,6 +268,7 @@ class SessionSignals:
         return {
             "estimated_cost_usd": _usd(self.cost_usd),
             "unpriced_requests": self.unpriced_requests,
+            "aborted_cost_usd": _usd(self.aborted_cost_usd),
             "context_fill": self.context_fill,
             "context_peak": self.context_peak,
             "context_tokens": self.context_tokens,
@@ -263,10 +320,14 @@ class RequestRecord:
     ended_at: float | None = None
     status: int | None = None
     stop_reason: str | None = None
-    tokens: TokenCounts = field(default_factory=TokenCounts)
+    tokens: TokenCounts = field(default_factory=TokenCounts)  # billed
+    # Usage reported by a stream that then failed (SSE error, cut off): Claude Code does
+    # not bill it, so it is kept apart from `tokens` and from the cost.
+    aborted_tokens: TokenCounts = field(default_factory=TokenCounts)
     tool_uses: list[tuple[str, str]] = field(default_factory=list)  # (id, name)
     error_type: str | None = None
     upstream: str | None = None
+    agent_id: str | None = None  # subagent requests: x-claude-code-agent-id
     message_id: str | None = None
     # Subagent requests: the Agent tool call that launched this run.
     parent_tool_use_id: str | None = None
@@ -275,6 +336,11 @@ class RequestRecord:
     span_id: str | None = None
     # Exchange ids restart with the core; this one is unique across restarts.
     uid: str = field(default_factory=lambda: uuid4().hex)
+
+    @property
+    def reported_tokens(self) -> TokenCounts:
+        """What the response's usage said, billed or not (the cache was read or written)."""
+        return self.tokens if self.aborted_tokens.empty else self.aborted_tokens
 
     @property
     def ttfb_ms(self) -> float | None:
@@ -310,10 +376,12 @@ class RequestRecord:
             "duration_ms": self.duration_ms,
             "stop_reason": self.stop_reason,
             **self.tokens.as_api(),
+            **self.aborted_tokens.as_api("aborted_"),
             "tool_uses": [{"id": i, "name": n} for i, n in self.tool_uses],
             "error_type": self.error_type,
             "trace_id": self.trace_id,
             "parent_tool_use_id": self.parent_tool_use_id,
+            "agent_id": self.agent_id,
             **self.signals.as_api(),
         }
 
@@ -331,9 +399,12 @@ class Turn:
     tool_calls: int = 0
     errors: int = 0
     compaction: bool = False
+    # What started it: a typed prompt, Claude Code's task notification, a compaction...
+    trigger: TurnTrigger = "prompt"
     tokens: TokenCounts = field(default_factory=TokenCounts)
     trace_id: str | None = None  # set by the telemetry listener
-    cost_usd: float = 0.0  # priced requests of the turn (sessions.signals)
+    cost_usd: float | None = None  # priced requests of the turn (sessions.signals)
+    unpriced_requests: int = 0
     idle_before_ms: float | None = None  # since the previous turn ended
 
     @property
@@ -354,8 +425,10 @@ class Turn:
             "tool_calls": self.tool_calls,
             "errors": self.errors,
             "compaction": self.compaction,
+            "trigger": self.trigger,
             **self.tokens.as_api(),
             "cost_usd": _usd(self.cost_usd),
+            "unpriced_requests": self.unpriced_requests,
             "idle_before_ms": self.idle_before_ms,
         }
 
@@ -372,15 +445,24 @@ class Session:
     entrypoint: str | None = None
     cc_version: str | None = None
     turns: list[Turn] = field(default_factory=list)
-    turn_count: int = 0  # survives trimming of `turns`
+    turn_count: int = 0  # every turn, whatever its trigger; survives trimming of `turns`
+    prompt_count: int = 0  # turns started by a typed prompt: the session's "turns"
     request_count: int = 0
     tool_call_count: int = 0
     tool_failures: int = 0
     tools: Counter[str] = field(default_factory=Counter)
     tokens: TokenCounts = field(default_factory=TokenCounts)
+    aborted_tokens: TokenCounts = field(default_factory=TokenCounts)
     errors: int = 0
     retries: int = 0
     ended_at: float | None = None
+    # Drift: what on this session's wire clauditor was not verified against (a newer
+    # Claude Code, an unknown model, beta, body key, header, event or block type).
+    unverified_reasons: list[str] = field(default_factory=list)
+    # Subagent id (x-claude-code-agent-id) -> the Agent tool_use id that launched it.
+    agents: dict[str, str] = field(default_factory=dict)
+    # Background Agent calls still running (launched, not yet notified), by tool_use id.
+    background_agents: dict[str, ToolCall] = field(default_factory=dict)
     # Retry detection: the fingerprint of the newest main-thread request.
     last_fingerprint: str | None = None
     in_flight: set[int] = field(default_factory=set)
@@ -402,15 +484,20 @@ class Session:
             "started_at": iso(self.started_at),
             "last_activity_at": iso(self.last_activity_at),
             "ended_at": iso(self.ended_at),
-            "turns": self.turn_count,
+            "turns": self.prompt_count,
+            "turns_all": self.turn_count,
             "requests": self.request_count,
             "tool_calls": self.tool_call_count,
             "tool_failures": self.tool_failures,
             "tools": dict(self.tools),
             **self.tokens.as_api(),
+            **self.aborted_tokens.as_api("aborted_"),
             "errors": self.errors,
             "retries": self.retries,
             "in_flight": len(self.in_flight),
+            "verified": not self.unverified_reasons,
+            "unverified_reasons": list(self.unverified_reasons),
+            "background_agents": len(self.background_agents),
             "first_prompt": self.first_prompt,
             "last_text": self.last_text,
             "entrypoint": self.entrypoint,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from clauditor.claude_code import AGENT_TOOLS, TaskNotification
 from clauditor.clock import Clock
 from clauditor.domain.events import (
     DomainEvent,
@@ -29,14 +30,21 @@ from clauditor.domain.events import (
 from clauditor.parsing.fold import MessageResult
 from clauditor.parsing.request import ParsedRequest, task_key
 from clauditor.parsing.text import summarize_text, tool_input_summary
-from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
+from clauditor.sessions.models import (
+    Compaction,
+    RequestRecord,
+    Session,
+    TokenCounts,
+    ToolCall,
+    Turn,
+    TurnTrigger,
+    add_cost,
+)
 from clauditor.sessions.signals.engine import SignalEngine
 
 log = logging.getLogger(__name__)
 
 TURN_KINDS = frozenset({"main", "compaction"})
-# The subagent tool: "Agent" on the wire (stream-json and older versions call it "Task").
-AGENT_TOOLS = frozenset({"Agent", "Task"})
 
 
 # How long a request may wait for the end of a response that was streaming when it came.
@@ -44,6 +52,7 @@ HOLD_MAX_SECONDS = 0.5
 _V = TypeVar("_V")
 EARLY_RESULTS_KEPT = 256  # per session: tool results that came before their tool_use
 CLOSED_TOOLS_KEPT = 256  # per session: ids of closed calls, so a resent result is not "unseen"
+AGENTS_KEPT = 256  # per session: subagent id -> Agent call, and closed Agent calls
 
 
 @dataclass
@@ -80,7 +89,19 @@ class TrackerListener:
     def request_finished(self, session: Session, request: RequestRecord) -> None: ...
     def tool_use(self, session: Session, call: ToolCall) -> None: ...
     def tool_result(self, session: Session, call: ToolCall) -> None: ...
+    def compacted(self, session: Session, compaction: Compaction) -> None: ...
     def status_changed(self, session: Session, previous: str) -> None: ...
+
+
+def _trigger_of(req: ParsedRequest) -> TurnTrigger:
+    """Why a turn starts with this request (a prompt, or Claude Code on its own)."""
+    if req.new_prompt:
+        return "prompt"
+    if req.notifications:
+        return "task_notification"
+    if req.kind == "compaction":
+        return "compaction"
+    return "resumed"
 
 
 def tokens_of(result: MessageResult) -> TokenCounts:
@@ -118,6 +139,9 @@ class SessionTracker:
         # session → tool_use id → (ts, is_error) of results seen before their tool_use.
         self._early_results: dict[str, dict[str, tuple[float, bool]]] = {}
         self._closed_tools: dict[str, dict[str, None]] = {}  # session → ordered set of ids
+        # session → closed Agent calls by tool_use id: a subagent request that ends after
+        # its call closed still rolls up under it.
+        self._closed_agents: dict[str, dict[str, ToolCall]] = {}
         self.held_requests = 0
         # Held requests let go by HOLD_MAX_SECONDS, not by what they waited for: where the
         # order of a session's exchanges may be guessed wrong (an anomaly on /metrics).
@@ -199,7 +223,9 @@ class SessionTracker:
 
     def _tool_seen(self, session_id: str, tool_use_id: str) -> bool:
         session = self.sessions.get(session_id)
-        if session is not None and tool_use_id in session.pending_tools:
+        if session is not None and (
+            tool_use_id in session.pending_tools or tool_use_id in session.background_agents
+        ):
             return True
         return tool_use_id in self._closed_tools.get(session_id, {})
 
@@ -277,12 +303,15 @@ class SessionTracker:
                 self.listener_errors += 1
                 log.exception("tracker listener %s.%s failed", type(listener).__name__, method)
 
-    def _signal(self, method: str, *args: object) -> None:
+    def _signal(self, method: str, session: Session, *args: object) -> None:
         try:
-            getattr(self.signals, method)(*args)
+            getattr(self.signals, method)(session, *args)
         except Exception:
             self.signal_errors += 1
             log.exception("signal engine %s failed", method)
+        confirmed = session.signals.confirmed
+        while confirmed:
+            self._notify("compacted", session, confirmed.pop(0))
 
     # -- sessions ------------------------------------------------------------------
     def _session(self, session_id: str, ts: float) -> Session:
@@ -365,10 +394,16 @@ class SessionTracker:
             session.entrypoint = req.entrypoint
         if req.cc_version:
             session.cc_version = req.cc_version
-        self._place_in_turn(session, record, req, event.ts)
+        parent: ToolCall | None = None
         if req.kind == "subagent":
-            record.parent_tool_use_id = self._launching_agent_call(session, req)
+            record.agent_id = req.agent_id
+            parent = self._launching_agent_call(session, req)
+            if parent is not None:
+                record.parent_tool_use_id = parent.tool_use_id
+                parent.subagent_requests += 1
+        self._place_in_turn(session, record, req, event.ts, parent)
         self._close_tool_calls(session, req, event.ts)
+        self._notified(session, req.notifications, event.ts)
         self._signal("request_parsed", session, record, req)
         session.request_count += 1
         session.in_flight.add(event.exchange_id)
@@ -378,7 +413,12 @@ class SessionTracker:
         self._notify("session_changed", session)
 
     def _place_in_turn(
-        self, session: Session, record: RequestRecord, req: ParsedRequest, ts: float
+        self,
+        session: Session,
+        record: RequestRecord,
+        req: ParsedRequest,
+        ts: float,
+        parent: ToolCall | None,
     ) -> None:
         current = session.current_turn
         if req.ok and req.kind in TURN_KINDS:
@@ -387,6 +427,10 @@ class SessionTracker:
             if session.last_fingerprint is not None and req.fingerprint == session.last_fingerprint:
                 record.retry = True
                 session.retries += 1
+            elif current is None and self._compaction_reasked(session, req):
+                # Claude Code asks again when the summary lacked its tags: the same
+                # compaction, so the same turn.
+                current = session.turns[-1]
             elif req.new_prompt or current is None:
                 if current is not None and not self._turn_in_flight(session, current):
                     # A new prompt while the previous turn was still going: the user
@@ -395,13 +439,30 @@ class SessionTracker:
                 # With a request of it still in flight, the previous turn ends when that
                 # request does: Envoy's side streams can deliver the next request before
                 # the end of the previous response.
-                current = self._start_turn(session, req, ts)
+                current = self._start_turn(session, req, ts, _trigger_of(req))
             session.last_fingerprint = req.fingerprint
             if current is not None and req.kind == "compaction":
                 current.compaction = True
+        elif parent is not None:
+            # A subagent run belongs to the turn that launched it, even when it runs in
+            # the background past that turn's end.
+            current = self._turn(session, parent.turn_index) or current
         if current is not None:
             record.turn_index = current.index
             current.requests += 1
+
+    @staticmethod
+    def _compaction_reasked(session: Session, req: ParsedRequest) -> bool:
+        last = session.turns[-1] if session.turns else None
+        return (
+            req.kind == "compaction"
+            and last is not None
+            and last.trigger == "compaction"
+            and (
+                session.signals.pending_compaction is not None
+                or session.signals.compaction_exchange is not None
+            )
+        )
 
     def _turn_in_flight(self, session: Session, turn: Turn) -> bool:
         return any(
@@ -410,15 +471,20 @@ class SessionTracker:
             if x in self._by_exchange
         )
 
-    def _start_turn(self, session: Session, req: ParsedRequest, ts: float) -> Turn:
+    def _start_turn(
+        self, session: Session, req: ParsedRequest, ts: float, trigger: TurnTrigger
+    ) -> Turn:
         previous = session.turns[-1] if session.turns else None
         session.turn_count += 1
+        if trigger == "prompt":
+            session.prompt_count += 1
         turn = Turn(
             index=session.turn_count,
             session_id=session.session_id,
             started_at=ts,
             prompt=req.prompt if req.new_prompt else None,
             compaction=req.kind == "compaction",
+            trigger=trigger,
         )
         if previous is not None and previous.ended_at is not None:
             turn.idle_before_ms = round((ts - previous.ended_at) * 1000.0, 3)
@@ -451,15 +517,64 @@ class SessionTracker:
         return None
 
     # -- tools ---------------------------------------------------------------------
+    def _agent_call(self, session: Session, tool_use_id: str | None) -> ToolCall | None:
+        if tool_use_id is None:
+            return None
+        return (
+            session.pending_tools.get(tool_use_id)
+            or session.background_agents.get(tool_use_id)
+            or self._closed_agents.get(session.session_id, {}).get(tool_use_id)
+        )
+
+    def _launching_agent_call(self, session: Session, req: ParsedRequest) -> ToolCall | None:
+        """The Agent call that launched this subagent request: by its agent id
+        (x-claude-code-agent-id, which the launch result and the task notification name
+        too), else the running Agent call whose task prompt it carries, else the newest
+        running Agent call not yet tied to another run (a newer Claude Code may reword)."""
+        known = self._agent_call(session, session.agents.get(req.agent_id or ""))
+        if known is not None:
+            return known
+        running = [
+            c
+            for c in (*session.pending_tools.values(), *session.background_agents.values())
+            if c.name in AGENT_TOOLS
+        ]
+        found = next((c for c in running if c.task_key in req.task_keys), None)
+        if found is None:
+            free = [c for c in running if c.agent_id is None]
+            found = free[-1] if free else None
+        if found is not None and req.agent_id:
+            self._tie_agent(session, found, req.agent_id)
+        return found
+
     @staticmethod
-    def _launching_agent_call(session: Session, req: ParsedRequest) -> str | None:
-        """The pending Agent call whose task prompt this subagent request carries; with
-        no exact match (a newer Claude Code may reword it), the newest pending Agent call."""
-        agents = [c for c in session.pending_tools.values() if c.name in AGENT_TOOLS]
-        for call in agents:
-            if req.task_key is not None and call.task_key == req.task_key:
-                return call.tool_use_id
-        return agents[-1].tool_use_id if agents else None
+    def _tie_agent(session: Session, call: ToolCall, agent_id: str) -> None:
+        call.agent_id = agent_id
+        _remember(session.agents, agent_id, call.tool_use_id, AGENTS_KEPT)
+
+    def _roll_up(self, session: Session, record: RequestRecord) -> None:
+        """A subagent request's tokens and cost, under the Agent call that launched it."""
+        call = self._agent_call(session, record.parent_tool_use_id)
+        if call is None:
+            return
+        call.subagent_tokens.add(record.tokens)
+        call.subagent_cost_usd = add_cost(call.subagent_cost_usd, record.signals.cost_usd)
+
+    def _notified(
+        self, session: Session, notifications: Iterable[TaskNotification], ts: float
+    ) -> None:
+        """Claude Code's task notifications: the background Agent calls they name end."""
+        for n in notifications:
+            tool_use_id = n.tool_use_id or session.agents.get(n.task_id or "")
+            call = session.background_agents.pop(tool_use_id or "", None)
+            if call is None:
+                continue
+            call.result_at = max(ts, call.requested_at or ts)
+            call.outcome = "ok" if n.status in (None, "completed") else "error"
+            if call.outcome == "error":
+                session.tool_failures += 1
+            self._notify("tool_result", session, call)
+            self._closed(session, call)
 
     def _on_tool_use(self, event: ToolUseSeen) -> None:
         entry = self._by_exchange.get(event.exchange_id)
@@ -501,6 +616,17 @@ class SessionTracker:
         pending = session.pending_tools
         for ref in req.tool_results:
             call = pending.get(ref.tool_use_id)
+            if call is not None and ref.agent_id and call.agent_id != ref.agent_id:
+                self._tie_agent(session, call, ref.agent_id)
+            if call is not None and ref.launched and not ref.is_error:
+                # A background run: this result only acknowledges the launch; the call
+                # lasts until Claude Code's task notification names it.
+                call.background = True
+                call.launched_at = ts
+                if call.requested_at is None:
+                    call.requested_at = min(call.seen_at, ts)
+                session.background_agents[call.tool_use_id] = pending.pop(call.tool_use_id)
+                continue
             if call is None:
                 # A core lagging past the hold saw the result before the tool_use block:
                 # kept (bounded) until the block shows up, then the call closes at once.
@@ -523,8 +649,14 @@ class SessionTracker:
         self._notify("tool_result", session, call)
         # Done calls leave the pending map; the listeners have their copy.
         del session.pending_tools[call.tool_use_id]
+        self._closed(session, call)
+
+    def _closed(self, session: Session, call: ToolCall) -> None:
         closed = self._closed_tools.setdefault(session.session_id, {})
         _remember(closed, call.tool_use_id, None, CLOSED_TOOLS_KEPT)
+        if call.name in AGENT_TOOLS:
+            agents = self._closed_agents.setdefault(session.session_id, {})
+            _remember(agents, call.tool_use_id, call, AGENTS_KEPT)
 
     # -- responses -----------------------------------------------------------------
     def _on_response(self, event: ResponseStarted) -> None:
@@ -551,9 +683,16 @@ class SessionTracker:
         record.stop_reason = result.stop_reason
         # A request we could not parse is the root cause of whatever the upstream said.
         record.error_type = record.error_type or event.error_type
-        record.tokens = tokens_of(result)
+        reported = tokens_of(result)
+        if event.error_type is not None:
+            # The stream failed after reporting usage: Claude Code resends and bills only
+            # the resend, so this attempt's usage is kept apart, never in the totals.
+            record.aborted_tokens = reported
+            session.aborted_tokens.add(reported)
+        else:
+            record.tokens = reported
+            session.tokens.add(record.tokens)
         session.in_flight.discard(event.exchange_id)
-        session.tokens.add(record.tokens)
         self._touch(session, event.ts)
         # The tool ran from the end of the response that asked for it.
         pending = session.pending_tools
@@ -565,6 +704,8 @@ class SessionTracker:
         if turn is not None:
             turn.tokens.add(record.tokens)
         self._signal("exchange_finished", session, record, turn, result)
+        if record.parent_tool_use_id is not None:
+            self._roll_up(session, record)
         if record.error_type is not None:
             session.errors += 1
             if turn is not None:
@@ -574,6 +715,8 @@ class SessionTracker:
                 session.last_text = summarize_text(result.text)
             if turn is not None and result.stop_reason != "tool_use":
                 turn.stop_reason = result.stop_reason
+                if turn.outcome == "completed" and turn.ended_at is not None:
+                    turn.ended_at = max(turn.ended_at, event.ts)  # a re-asked compaction
                 self._end_turn(session, turn, event.ts, "completed")
         if (
             turn is not None
@@ -616,6 +759,7 @@ class SessionTracker:
         self._recent.pop(session.session_id, None)
         self._early_results.pop(session.session_id, None)
         self._closed_tools.pop(session.session_id, None)
+        self._closed_agents.pop(session.session_id, None)
 
     # -- queries -------------------------------------------------------------------
     def recent_requests(self, session_id: str) -> list[RequestRecord]:

@@ -27,7 +27,8 @@ def session_row(s: Session) -> dict[str, Any]:
         "started_at": iso(s.started_at),
         "last_activity_at": iso(s.last_activity_at),
         "ended_at": iso(s.ended_at),
-        "turns": s.turn_count,
+        "turns": s.prompt_count,
+        "turns_all": s.turn_count,
         "requests": s.request_count,
         "tool_calls": s.tool_call_count,
         "tool_failures": s.tool_failures,
@@ -37,6 +38,7 @@ def session_row(s: Session) -> dict[str, Any]:
         "cache_read_tokens": s.tokens.cache_read,
         "cache_creation_tokens": s.tokens.cache_creation,
         "cache_creation_1h_tokens": s.tokens.cache_creation_1h,
+        **s.aborted_tokens.as_api("aborted_"),
         "errors": s.errors,
         "retries": s.retries,
         "first_prompt": s.first_prompt,
@@ -44,6 +46,10 @@ def session_row(s: Session) -> dict[str, Any]:
         "entrypoint": s.entrypoint,
         "claude_code_version": s.cc_version,
         "estimated_cost_usd": s.signals.cost_usd,
+        "unpriced_requests": s.signals.unpriced_requests,
+        "aborted_cost_usd": s.signals.aborted_cost_usd,
+        "verified": int(not s.unverified_reasons),
+        "unverified_reasons_json": json.dumps(s.unverified_reasons),
         "context_fill": s.signals.context_fill,
         "context_peak": s.signals.context_peak,
         "turns_to_compact": s.signals.turns_to_compact,
@@ -67,6 +73,8 @@ def turn_row(t: Turn) -> dict[str, Any]:
         "tool_calls": t.tool_calls,
         "errors": t.errors,
         "compaction": int(t.compaction),
+        "trigger": t.trigger,
+        "unpriced_requests": t.unpriced_requests,
         "input_tokens": t.tokens.input,
         "output_tokens": t.tokens.output,
         "cache_read_tokens": t.tokens.cache_read,
@@ -99,6 +107,9 @@ def request_row(r: RequestRecord) -> dict[str, Any]:
         "cache_read_tokens": r.tokens.cache_read,
         "cache_creation_tokens": r.tokens.cache_creation,
         "cache_creation_1h_tokens": r.tokens.cache_creation_1h,
+        **r.aborted_tokens.as_api("aborted_"),
+        "aborted_cost_usd": r.signals.aborted_cost_usd,
+        "agent_id": r.agent_id,
         "tool_uses_json": json.dumps([{"id": i, "name": n} for i, n in r.tool_uses]),
         "error_type": r.error_type,
         "message_id": r.message_id,
@@ -129,6 +140,11 @@ def tool_call_row(c: ToolCall) -> dict[str, Any]:
         "result_at": iso(c.result_at),
         "duration_ms": c.duration_ms,
         "subagent": int(c.subagent),
+        "agent_id": c.agent_id,
+        "background": int(c.background),
+        "subagent_requests": c.subagent_requests,
+        **c.subagent_tokens.as_api("subagent_"),
+        "subagent_cost_usd": c.subagent_cost_usd,
     }
 
 
@@ -155,7 +171,8 @@ def session_from_row(row: dict[str, Any]) -> Session:
         last_text=row["summary"],
         entrypoint=row["entrypoint"],
         cc_version=row["claude_code_version"],
-        turn_count=row["turns"] or 0,
+        turn_count=row.get("turns_all") or row["turns"] or 0,
+        prompt_count=row["turns"] or 0,
         request_count=row["requests"] or 0,
         tool_call_count=row["tool_calls"] or 0,
         tool_failures=row["tool_failures"] or 0,
@@ -167,13 +184,17 @@ def session_from_row(row: dict[str, Any]) -> Session:
             cache_creation=row["cache_creation_tokens"] or 0,
             cache_creation_1h=row["cache_creation_1h_tokens"] or 0,
         ),
+        aborted_tokens=_tokens(row, "aborted_"),
         errors=row["errors"] or 0,
         retries=row["retries"] or 0,
         ended_at=parse_iso(row["ended_at"]),
+        unverified_reasons=json.loads(row.get("unverified_reasons_json") or "[]"),
     )
     # The signal totals keep counting too (row.get: columns of later schema versions).
     sig = session.signals
-    sig.cost_usd = row.get("estimated_cost_usd") or 0.0
+    sig.cost_usd = row.get("estimated_cost_usd")
+    sig.unpriced_requests = row.get("unpriced_requests") or 0
+    sig.aborted_cost_usd = row.get("aborted_cost_usd")
     sig.context_fill = row.get("context_fill")
     sig.context_peak = row.get("context_peak")
     sig.compactions = row.get("compactions") or 0
@@ -194,7 +215,9 @@ def turn_from_row(row: dict[str, Any]) -> Turn:
         tool_calls=row["tool_calls"] or 0,
         errors=row["errors"] or 0,
         compaction=bool(row["compaction"]),
-        cost_usd=row.get("cost_usd") or 0.0,
+        trigger=row.get("trigger") or "prompt",
+        cost_usd=row.get("cost_usd"),
+        unpriced_requests=row.get("unpriced_requests") or 0,
     )
     turn.tokens = TokenCounts(
         input=row["input_tokens"] or 0,
@@ -217,6 +240,20 @@ def tool_call_from_row(row: dict[str, Any]) -> ToolCall:
         requested_at=parse_iso(row["requested_at"]),
         outcome=row["outcome"],
         subagent=bool(row["subagent"]),
+        agent_id=row.get("agent_id"),
+        background=bool(row.get("background")),
+        subagent_requests=row.get("subagent_requests") or 0,
+        subagent_tokens=_tokens(row, "subagent_"),
+        subagent_cost_usd=row.get("subagent_cost_usd"),
+    )
+
+
+def _tokens(row: dict[str, Any], prefix: str) -> TokenCounts:
+    return TokenCounts(
+        input=row.get(f"{prefix}input_tokens") or 0,
+        output=row.get(f"{prefix}output_tokens") or 0,
+        cache_read=row.get(f"{prefix}cache_read_tokens") or 0,
+        cache_creation=row.get(f"{prefix}cache_creation_tokens") or 0,
     )
 
 
@@ -230,6 +267,7 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "last_activity_at": row["last_activity_at"],
         "ended_at": row["ended_at"],
         "turns": row["turns"],
+        "turns_all": row.get("turns_all") if row.get("turns_all") is not None else row["turns"],
         "requests": row["requests"],
         "tool_calls": row["tool_calls"],
         "tool_failures": row["tool_failures"],
@@ -238,9 +276,13 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "output_tokens": row["output_tokens"],
         "cache_read_tokens": row["cache_read_tokens"],
         "cache_creation_tokens": row["cache_creation_tokens"],
+        **_tokens(row, "aborted_").as_api("aborted_"),
         "errors": row["errors"],
         "retries": row["retries"],
         "in_flight": 0,
+        "verified": row.get("verified") != 0,
+        "unverified_reasons": json.loads(row.get("unverified_reasons_json") or "[]"),
+        "background_agents": 0,
         "first_prompt": row["first_prompt"],
         "last_text": row["summary"],
         "entrypoint": row["entrypoint"],
@@ -248,6 +290,8 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         # Signals: the stored ones; the live-only views are None here (a session's detail
         # recovers the cache and TTFT ones from its requests: stored_signals).
         "estimated_cost_usd": _usd(row.get("estimated_cost_usd")),
+        "unpriced_requests": row.get("unpriced_requests") or 0,
+        "aborted_cost_usd": _usd(row.get("aborted_cost_usd")),
         "context_fill": row.get("context_fill"),
         "context_peak": row.get("context_peak"),
         "context_window_tokens": None,
@@ -305,11 +349,14 @@ def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "output_tokens": row["output_tokens"],
         "cache_read_tokens": row["cache_read_tokens"],
         "cache_creation_tokens": row["cache_creation_tokens"],
+        **_tokens(row, "aborted_").as_api("aborted_"),
         "tool_uses": json.loads(row["tool_uses_json"] or "[]"),
         "error_type": row["error_type"],
         "trace_id": row["trace_id"],
         "parent_tool_use_id": row["parent_tool_use_id"],
+        "agent_id": row.get("agent_id"),
         "cost_usd": _usd(row.get("cost_usd")),
+        "aborted_cost_usd": _usd(row.get("aborted_cost_usd")),
         "cache_status": row.get("cache_status"),
         "cache_ttl_seconds": row.get("cache_ttl_seconds"),
         "cache_rebuild_cost_usd": _usd(row.get("cache_rebuild_cost_usd")),

@@ -181,6 +181,36 @@ def _v3_history(db: sqlite_utils.Database) -> None:
         db.create_view(name, sql, replace=True)
 
 
+_TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
+
+
+def _v4_claude_code_2_1_332(db: sqlite_utils.Database) -> None:
+    """What Claude Code 2.1.332 taught: turn triggers (prompts are `turns`, every turn is
+    `turns_all`), aborted attempts kept apart, background subagents rolled up under their
+    Agent call, drift (verified / unverified_reasons), manual vs automatic compactions."""
+    sessions, turns = db.table("sessions"), db.table("turns")
+    requests, tools = db.table("requests"), db.table("tool_calls")
+    sessions.add_column("turns_all", int)
+    sessions.add_column("unpriced_requests", int)
+    sessions.add_column("aborted_cost_usd", float)
+    sessions.add_column("verified", int)
+    sessions.add_column("unverified_reasons_json", str)
+    for column in _TOKEN_COLUMNS:
+        sessions.add_column(f"aborted_{column}", int)
+        requests.add_column(f"aborted_{column}", int)
+        tools.add_column(f"subagent_{column}", int)
+    db.execute("update sessions set turns_all = turns")
+    turns.add_column("trigger", str)
+    turns.add_column("unpriced_requests", int)
+    requests.add_column("aborted_cost_usd", float)
+    requests.add_column("agent_id", str)
+    tools.add_column("agent_id", str)
+    tools.add_column("background", int)
+    tools.add_column("subagent_requests", int)
+    tools.add_column("subagent_cost_usd", float)
+    db.table("compactions").add_column("trigger", str)
+
+
 # One `sqlite-utils query clauditor.db "select * from <view>"` away from common questions.
 VIEWS: dict[str, str] = {
     "daily_cost_by_model": """
@@ -223,7 +253,12 @@ VIEWS: dict[str, str] = {
 }
 
 
-MIGRATIONS: list[Migration] = [_v1_base, _v2_traces_and_signals, _v3_history]
+MIGRATIONS: list[Migration] = [
+    _v1_base,
+    _v2_traces_and_signals,
+    _v3_history,
+    _v4_claude_code_2_1_332,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from clauditor.clock import Clock, SystemClock, iso
-from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
+from clauditor.sessions.models import (
+    Compaction,
+    RequestRecord,
+    Session,
+    TokenCounts,
+    ToolCall,
+    Turn,
+)
 from clauditor.sessions.tracker import TrackerListener
 from clauditor.store import history, rows, totals
 from clauditor.store.database import connect
@@ -79,23 +86,25 @@ class Store(TrackerListener):
         turn = next((t for t in reversed(session.turns) if t.index == request.turn_index), None)
         if turn is not None:
             self.writer.put("turns", rows.turn_row(turn))
-        if request.kind == "compaction" and request.error_type is None:
-            self.writer.put(
-                "compactions",
-                {
-                    "session_id": session.session_id,
-                    "turn": request.turn_index,
-                    "happened_at": iso(request.ended_at),
-                    "model": request.model_requested,
-                    "context_tokens_before": request.tokens.total_input,
-                    "summary_tokens": request.tokens.output,
-                },
-            )
         # The response end is when its tools were asked for (requested_at is set now).
         for tool_use_id, _ in request.tool_uses:
             call = session.pending_tools.get(tool_use_id)
             if call is not None:
                 self.writer.put("tool_calls", rows.tool_call_row(call))
+
+    def compacted(self, session: Session, compaction: Compaction) -> None:
+        self.writer.put(
+            "compactions",
+            {
+                "session_id": session.session_id,
+                "turn": compaction.turn_index,
+                "happened_at": iso(compaction.at),
+                "model": compaction.model,
+                "context_tokens_before": compaction.context_tokens,
+                "summary_tokens": compaction.summary_tokens,
+                "trigger": compaction.trigger,
+            },
+        )
 
     def tool_use(self, session: Session, call: ToolCall) -> None:
         self.writer.put("tool_calls", rows.tool_call_row(call))

@@ -26,14 +26,24 @@ select count(distinct session_id) as sessions,
        coalesce(sum(cache_read_tokens), 0) as cache_read_tokens,
        coalesce(sum(cache_creation_tokens), 0) as cache_creation_tokens,
        coalesce(sum(cache_creation_1h_tokens), 0) as cache_creation_1h_tokens,
-       coalesce(sum(cost_usd), 0.0) as cost_usd,
+       sum(cost_usd) as cost_usd,
+       count(cost_usd) as priced_requests,
        coalesce(sum(cost_usd is null and ended_at is not null), 0) as unpriced_requests,
+       coalesce(sum(aborted_cost_usd), 0.0) as aborted_cost_usd,
        coalesce(sum(fallback), 0) as fallbacks,
        coalesce(sum(error_type is not null), 0) as errors,
        coalesce(sum(retry), 0) as retries,
        coalesce(sum(kind = 'compaction' and error_type is null), 0) as compaction_requests
 from requests where started_at >= ?
 """
+
+
+def _priced_total(cost: float | None, priced: int, unpriced: int) -> float | None:
+    """A sum of request costs: None when there were requests and none could be priced
+    (unknown stays unknown, never 0.0); 0.0 when nothing was spent at all."""
+    if cost is None:
+        return None if unpriced and not priced else 0.0
+    return round(cost, 6)
 
 
 def period_starts(now: float) -> dict[str, float]:
@@ -51,7 +61,11 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
     start = iso(since)
     cursor = db.execute(_TOTALS, [start])
     t = dict(zip([c[0] for c in cursor.description], cursor.fetchone(), strict=True))
-    turns = db.execute("select count(*) from turns where started_at >= ?", [start]).fetchone()[0]
+    turns, turns_all = db.execute(
+        "select coalesce(sum(coalesce(trigger, 'prompt') = 'prompt'), 0), count(*)"
+        " from turns where started_at >= ?",
+        [start],
+    ).fetchone()
     errors: dict[str, int] = {}
     for status, error_type, n in db.execute(
         "select status, error_type, count(*) from requests"
@@ -69,9 +83,10 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
         )
     }
     daily = {
-        day: round(cost, 6)
-        for day, cost in db.execute(
-            "select substr(started_at, 1, 10), coalesce(sum(cost_usd), 0.0) from requests"
+        day: _priced_total(cost, priced, unpriced)
+        for day, cost, priced, unpriced in db.execute(
+            "select substr(started_at, 1, 10), sum(cost_usd), count(cost_usd),"
+            " sum(cost_usd is null and ended_at is not null) from requests"
             " where started_at >= ? group by 1 order by 1",
             [start],
         )
@@ -81,6 +96,7 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
         "since": start,
         "sessions": t["sessions"],
         "turns": turns,
+        "turns_all": turns_all,
         "requests": t["requests"],
         "tokens": {
             "input": t["input_tokens"],
@@ -89,8 +105,9 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
             "cache_creation": t["cache_creation_tokens"],
             "cache_creation_1h": t["cache_creation_1h_tokens"],
         },
-        "cost_usd": round(t["cost_usd"], 6),
+        "cost_usd": _priced_total(t["cost_usd"], t["priced_requests"], t["unpriced_requests"]),
         "unpriced_requests": t["unpriced_requests"],
+        "aborted_cost_usd": round(t["aborted_cost_usd"], 6),
         "cost_by_day_usd": daily,
         "cache_hit_ratio": t["cache_read_tokens"] / context if context else None,
         "cache_statuses": statuses,

@@ -97,6 +97,7 @@ class MetricsListener(TrackerListener):
         self.requests = create_instrument(m, n.REQUESTS)
         self.tokens = create_instrument(m, n.TOKENS)
         self.cost = create_instrument(m, n.COST)
+        self.unpriced = create_instrument(m, n.UNPRICED_REQUESTS)
         self.cache_events = create_instrument(m, n.CACHE_EVENTS)
         self.cache_waste = create_instrument(m, n.CACHE_REBUILD_WASTE)
         self.context_fill = create_instrument(m, n.CONTEXT_FILL_METRIC)
@@ -151,7 +152,9 @@ class MetricsListener(TrackerListener):
                 if count:
                     self.tokens.add(count, {**by_kind, n.LABEL_TOKEN_TYPE: token_type})
         s = r.signals
-        if s.cost_usd:
+        if s.cost_usd is None:
+            self.unpriced.add(1, by_kind)
+        elif s.cost_usd:
             self.cost.add(s.cost_usd, by_kind)
         cache = cache_status(r)
         if cache is not None:
@@ -199,8 +202,9 @@ class MetricsListener(TrackerListener):
         self.sessions_started.add(1)
 
     def status_changed(self, session: Session, previous: str) -> None:
-        if session.status == "ended" and previous != "ended":
-            self.session_cost.record(session.signals.cost_usd)
+        cost = session.signals.cost_usd
+        if session.status == "ended" and previous != "ended" and cost is not None:
+            self.session_cost.record(cost)
 
 
 def _obs(value: float | int | None, attrs: Attributes = None) -> list[Observation]:
@@ -241,6 +245,7 @@ class Observables:
         observe(m, n.STORE_ROWS, lambda: _obs(self.stats()["store"]["rows_written"]))
         observe(m, n.STORE_WRITE_ERRORS, lambda: _obs(self.stats()["store"]["write_errors"]))
         observe(m, n.TRACKER_ANOMALIES, self._tracker)
+        observe(m, n.DRIFT, self._drift)
         observe(m, n.TELEMETRY_SPANS, self._spans)
 
     def _sessions(self) -> list[Observation]:
@@ -320,6 +325,10 @@ class Observables:
             Observation(self.tracker.signal_errors, {n.LABEL_REASON: "signal_error"}),
             Observation(t["hold_timeouts"], {n.LABEL_REASON: "hold_timeout"}),
         ]
+
+    def _drift(self) -> list[Observation]:
+        counts = self.tracker.signals.drift.view()
+        return [Observation(v, {n.LABEL_DRIFT_KIND: k}) for k, v in counts.items()]
 
     def _spans(self) -> list[Observation]:
         if self.span_stats is None:

@@ -109,6 +109,7 @@ LABEL_WINDOW = "clauditor.quota.window"
 LABEL_REASON = "clauditor.reason"
 LABEL_STATE = "clauditor.state"
 LABEL_CONSUMER = "clauditor.consumer"
+LABEL_DRIFT_KIND = "clauditor.drift.kind"
 
 # -- metrics -----------------------------------------------------------------------------
 InstrumentKind = Literal[
@@ -192,6 +193,21 @@ COST = _m(
     "{USD}",
     "Estimated cost of the requests of priced models, in US dollars.",
     "clauditor_cost_usd_total",
+)
+UNPRICED_REQUESTS = _m(
+    "clauditor.cost.unpriced_requests",
+    "counter",
+    "{request}",
+    "Requests of models the catalog does not know: their cost is unknown, never counted as 0.",
+    "clauditor_cost_unpriced_requests_total",
+)
+DRIFT = _m(
+    "clauditor.drift",
+    "observable_counter",
+    "{occurrence}",
+    "What Claude Code sent that clauditor was not verified against (a newer version, an "
+    "unknown model, beta, body key, header, SSE event or block type), by kind.",
+    "clauditor_drift_total",
 )
 CACHE_EVENTS = _m(
     "clauditor.cache.events",
@@ -411,6 +427,8 @@ METRICS: tuple[MetricSpec, ...] = (
     REQUESTS,
     TOKENS,
     COST,
+    UNPRICED_REQUESTS,
+    DRIFT,
     CACHE_EVENTS,
     CACHE_REBUILD_WASTE,
     CONTEXT_FILL_METRIC,

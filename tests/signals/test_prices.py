@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,11 @@ from clauditor.sessions.signals.prices import (
 # Anthropic's list prices (docs/anthropic-api.md), typed in by hand: input, output,
 # 5m write, 1h write, cache read ($/MTok), window without / with the context-1m beta.
 DOC_TABLE = {
+    "claude-opus-5-5": (4, 20, 5, 8, 0.20, 1_000_000, 1_000_000),
+    "claude-sonnet-5-5": (2, 10, 2.50, 4, 0.10, 1_000_000, 1_000_000),  # from 2026-10-07
+    "claude-haiku-5-5": (0.10, 0.50, 0.125, 0.20, 0.01, 1_000_000, 1_000_000),  # <= 100k
+    "claude-fable-5-1": (10, 50, 12.50, 20, 0.25, 1_000_000, 1_000_000),
+    "claude-mythos-5-1": (10, 50, 12.50, 20, 0.25, 1_000_000, 1_000_000),
     "claude-fable-5": (10, 50, 12.50, 20, 1.00, 1_000_000, 1_000_000),
     "claude-opus-5": (5, 25, 6.25, 10, 0.50, 1_000_000, 1_000_000),
     "claude-opus-4-8": (5, 25, 6.25, 10, 0.50, 200_000, 1_000_000),
@@ -37,18 +43,64 @@ TOKENS = TokenCounts(
     input=123_456, output=78_901, cache_read=2_345_678, cache_creation=70_000,
     cache_creation_1h=30_000,
 )  # fmt: skip
+SMALL = TokenCounts(input=20_000, output=50_000, cache_read=60_000, cache_creation=10_000,
+                    cache_creation_1h=4_000)  # fmt: skip
+# Models whose price depends on the prompt's size: the doc's table holds the lower band.
+BANDED = {"claude-haiku-5-5"}
+
+
+def day(text: str) -> float:
+    return datetime.fromisoformat(f"{text}T12:00:00+00:00").timestamp()
 
 
 @pytest.mark.parametrize("model", sorted(DOC_TABLE))
 def test_every_model_costs_tokens_times_prices_to_the_cent(model: str) -> None:
     inp, out, w5, w1h, read, _, _ = DOC_TABLE[model]
+    tokens = SMALL if model in BANDED else TOKENS
     expected = (
-        123_456 * inp + 78_901 * out + 2_345_678 * read + 40_000 * w5 + 30_000 * w1h
-    ) / 1_000_000
-    cost = packaged_prices().cost(model, TOKENS)
+        tokens.input * inp + tokens.output * out + tokens.cache_read * read
+        + (tokens.cache_creation - tokens.cache_creation_1h) * w5 + tokens.cache_creation_1h * w1h
+    ) / 1_000_000  # fmt: skip
+    cost = packaged_prices().cost(model, tokens, at=day("2026-12-01"))
     assert cost is not None
-    assert round(cost, 2) == round(expected, 2)
+    assert round(cost, 4) == round(expected, 4)
     assert cost == pytest.approx(expected, abs=1e-9)
+
+
+def test_opus_5_5_reproduces_claude_code_own_cost() -> None:
+    # Claude Code 2.1.332's stream-json for one Bash round trip (fixture n_tool):
+    # modelUsage = 87 in, 37 out, 12,259 cache read, 12,327 5m writes; costUSD 0.0651748.
+    t = TokenCounts(input=87, output=37, cache_read=12_259, cache_creation=12_327)
+    assert packaged_prices().cost("claude-opus-5-5", t) == pytest.approx(0.0651748, abs=1e-12)
+
+
+def test_a_request_is_priced_at_the_rate_in_force_on_its_day() -> None:
+    # Sonnet 5.5's cache read went from $0.20 to $0.10 on 2026-10-07 (UTC).
+    t = TokenCounts(cache_read=1_000_000)
+    table = packaged_prices()
+    assert table.cost("claude-sonnet-5-5", t, at=day("2026-10-06")) == pytest.approx(0.20)
+    assert table.cost("claude-sonnet-5-5", t, at=day("2026-10-07")) == pytest.approx(0.10)
+    midnight = datetime(2026, 10, 7, tzinfo=timezone.utc).timestamp()
+    assert table.cost("claude-sonnet-5-5", t, at=midnight - 1) == pytest.approx(0.20)
+    assert table.cost("claude-sonnet-5-5", t, at=midnight) == pytest.approx(0.10)
+
+
+def test_haiku_5_5_bills_every_token_at_the_higher_band_above_100k() -> None:
+    table = packaged_prices()
+    at_limit = TokenCounts(input=40_000, cache_read=50_000, cache_creation=10_000, output=1_000)
+    assert table.cost("claude-haiku-5-5", at_limit) == pytest.approx(
+        (40_000 * 0.10 + 50_000 * 0.01 + 10_000 * 0.125 + 1_000 * 0.50) / 1e6
+    )
+    above = TokenCounts(input=40_001, cache_read=50_000, cache_creation=10_000, output=1_000)
+    assert table.cost("claude-haiku-5-5", above) == pytest.approx(
+        (40_001 * 0.50 + 50_000 * 0.05 + 10_000 * 0.625 + 1_000 * 2.50) / 1e6
+    )
+
+
+def test_data_residency_costs_ten_percent_more() -> None:
+    t = TokenCounts(input=1_000_000)
+    assert packaged_prices().cost("claude-opus-5-5", t, inference_geo="us") == pytest.approx(4.4)
+    assert packaged_prices().cost("claude-opus-5-5", t, inference_geo="") == pytest.approx(4.0)
 
 
 def test_the_packaged_table_is_the_documented_one() -> None:
@@ -80,14 +132,17 @@ def test_matching_is_by_prefix_with_a_dated_suffix_only(model: str, entry: str |
     assert (found.model if found else None) == entry
 
 
-def test_unknown_models_are_unpriced_but_nothing_billed_is_free() -> None:
+def test_unknown_models_stay_unknown() -> None:
     table = packaged_prices()
     assert table.cost("claude-opus-4-9", TokenCounts(input=1)) is None
     assert table.cost(None, TokenCounts(output=1)) is None
-    assert table.cost("claude-opus-4-9", TokenCounts()) == 0.0
-    # Unknown models still get the documented window rule.
-    assert table.context_window("claude-next", context_1m=False) == 200_000
+    assert table.cost("claude-opus-4-9", TokenCounts()) is None
+    assert table.cost("claude-opus-5-5", TokenCounts()) == 0.0  # known, nothing billed
+    # No guessed window: only an explicit 1M (the beta or a [1m] tag) is a fact.
+    assert table.context_window("claude-next", context_1m=False) is None
     assert table.context_window("claude-next", context_1m=True) == 1_000_000
+    assert table.context_window("claude-next[1m]", context_1m=False) == 1_000_000
+    assert table.context_window("claude-opus-4-8[1m]", context_1m=False) == 1_000_000
 
 
 def test_normalize_model() -> None:
@@ -126,6 +181,32 @@ def test_user_file_merges_adds_and_long_context(tmp_path: Path) -> None:
     )
     path.write_text(json.dumps({"replace": True, "models": {"my-model": mine}}))
     assert load_prices(path).lookup("claude-opus-4-8") is None
+
+
+def test_user_file_moves_one_price_and_adds_a_dated_change(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(
+        json.dumps(
+            {
+                "models": {
+                    # Only the read price moves, from a date on; the rest is the catalog's.
+                    "claude-opus-5-5": {"changes": [{"from": "2027-01-01", "cache_read": 0.1}]},
+                    "my-model": {"input": 1, "output": 2, "cache_write_5m": 3,
+                                 "cache_write_1h": 4, "cache_read": 0.5},
+                }
+            }
+        )
+    )  # fmt: skip
+    table = load_prices(path)
+    read = TokenCounts(cache_read=1_000_000, input=1_000_000)
+    assert table.cost("claude-opus-5-5", read, at=day("2026-12-31")) == pytest.approx(4.2)
+    assert table.cost("claude-opus-5-5", read, at=day("2027-01-01")) == pytest.approx(4.1)
+    assert table.context_window("claude-opus-5-5", context_1m=False) == 1_000_000
+    assert table.context_window("my-model", context_1m=False) == 200_000  # documented default
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"models": {"claude-opus-5-5": {"changes": [{"from": "soon"}]}}}))
+    with pytest.raises(PriceError, match=r"changes\[0\]\.from: expected a date"):
+        load_prices(bad)
 
 
 def test_toml_price_file(tmp_path: Path) -> None:

@@ -352,7 +352,8 @@ def test_cost_is_tokens_times_table_prices_for_every_model(model: str) -> None:
     sc = Scenario()
     u = usage(input=123_456, output=7_890, read=1_234_567, write_5m=45_678, write_1h=23_456)
     r = sc.send(record("one", u, model=model))
-    p = packaged_prices().models[model].rates
+    # Haiku 5.5: a prompt of 1.4M tokens is priced at its upper band.
+    p = packaged_prices().models[model].rates_for(123_456 + 1_234_567 + 45_678 + 23_456)
     expected = (
         123_456 * p.input
         + 7_890 * p.output
@@ -368,10 +369,23 @@ def test_cost_is_tokens_times_table_prices_for_every_model(model: str) -> None:
 
 def test_unpriced_model_is_reported_not_guessed() -> None:
     sc = Scenario()
-    r = sc.send(record("one", usage(input=100, output=5), model="claude-opus-4-9"))
+    r = sc.send(
+        record("one", usage(input=100, output=5), model="claude-opus-4-9", betas=BETAS_200K)
+    )
     assert r.signals.cost_usd is None
     api = sc.session().as_api()
-    assert (api["estimated_cost_usd"], api["unpriced_requests"]) == (0.0, 1)
+    # Unknown stays unknown at every level: null, never 0.0, and no guessed window.
+    assert (api["estimated_cost_usd"], api["unpriced_requests"]) == (None, 1)
+    turn = sc.session().turns[-1].as_api()
+    assert (turn["cost_usd"], turn["unpriced_requests"]) == (None, 1)
+    assert sc.engine.daily_cost_view() == {"2027-01-15": None}
+    assert (r.signals.context_window, r.signals.context_fill) == (None, None)
+    assert (api["context_window_tokens"], api["context_fill"]) == (None, None)
+    # A priced request next to it: the total is what was priced, with the count beside.
+    sc.send(record("two", usage(input=1_000_000), model="claude-opus-4-8", betas=BETAS_200K))
+    api = sc.session().as_api()
+    assert (api["estimated_cost_usd"], api["unpriced_requests"]) == (5.0, 1)
+    assert sc.engine.daily_cost_view() == {"2027-01-15": 5.0}
 
 
 def test_weekly_budget_through_the_engine() -> None:

@@ -55,6 +55,7 @@ PINNED_STRINGS = {
     "INCOMPLETE_ERROR_TYPE": "incomplete",
     "LABEL_CACHE_STATUS": "clauditor.cache.status",
     "LABEL_CONSUMER": "clauditor.consumer",
+    "LABEL_DRIFT_KIND": "clauditor.drift.kind",
     "LABEL_ERROR_TYPE": "error.type",
     "LABEL_FALLBACK_ACTUAL": "clauditor.fallback.actual",
     "LABEL_FALLBACK_REQUESTED": "clauditor.fallback.requested",
@@ -123,6 +124,13 @@ PINNED_METRICS = [
     ("clauditor.requests", "counter", "{request}", "clauditor_requests_total"),
     ("clauditor.tokens", "counter", "{token}", "clauditor_tokens_total"),
     ("clauditor.cost.usd", "counter", "{USD}", "clauditor_cost_usd_total"),
+    (
+        "clauditor.cost.unpriced_requests",
+        "counter",
+        "{request}",
+        "clauditor_cost_unpriced_requests_total",
+    ),
+    ("clauditor.drift", "observable_counter", "{occurrence}", "clauditor_drift_total"),
     ("clauditor.cache.events", "counter", "{request}", "clauditor_cache_events_total"),
     (
         "clauditor.cache.rebuild_waste.usd",

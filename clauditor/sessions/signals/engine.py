@@ -23,12 +23,14 @@ from clauditor.parsing.fold import MessageResult
 from clauditor.parsing.request import ParsedRequest
 from clauditor.sessions.models import (
     CacheLine,
+    Compaction,
     PendingCompaction,
     RequestRecord,
     Session,
     SessionSignals,
     TokenCounts,
     Turn,
+    add_cost,
 )
 from clauditor.sessions.signals.cache import (
     MISSES,
@@ -45,6 +47,7 @@ from clauditor.sessions.signals.context import (
     growth_per_turn,
     turns_to_compact,
 )
+from clauditor.sessions.signals.drift import DriftCheck
 from clauditor.sessions.signals.errors import error_category
 from clauditor.sessions.signals.fallback import Fallback, client_fallback, response_fallback
 from clauditor.sessions.signals.prices import (
@@ -111,10 +114,12 @@ class SignalEngine:
         self.thresholds = CompactionThresholds()
         self.weekly = WeeklyTokens(weekly_token_budget)
         self.quota: QuotaView | None = None  # newest merged view, account-wide
-        self.daily_cost: dict[str, float] = {}  # UTC day (YYYY-MM-DD) -> USD
+        self.daily_cost: dict[str, float] = {}  # UTC day (YYYY-MM-DD) -> USD, priced only
+        self.daily_unpriced: dict[str, int] = {}  # UTC day -> requests left unpriced
         self.errors_by_type: Counter[str] = Counter()
         self.compactions = 0
         self.fallbacks = 0
+        self.drift = DriftCheck(self.prices)
         self._facts: dict[int, RequestFacts] = {}
 
     # -- tracker hooks ------------------------------------------------------------------
@@ -130,6 +135,8 @@ class SignalEngine:
         )
         if len(self._facts) > FACTS_KEPT:
             del self._facts[next(iter(self._facts))]
+        if req.ok:
+            self.drift.request(session, req)
         if not req.ok or req.kind not in ("main", "compaction"):
             return
         s = session.signals
@@ -140,15 +147,15 @@ class SignalEngine:
             self._mark_fallback(s, record, fb)
         s.last_main_model, s.last_main_turn = req.model, record.turn_index
         if req.kind == "compaction":
-            s.compaction_exchange, s.continued_early = record.exchange_id, False
+            s.compaction_exchange, s.continued_early = record.exchange_id, None
         elif s.pending_compaction is not None:
             if req.continued:
-                self._confirm_compaction(s)
+                self._confirm_compaction(s, req.manual_compact)
             else:
                 s.pending_compaction = None  # the compaction did not take
         elif req.continued and s.compaction_exchange is not None:
             # Side streams are not ordered: the compaction's end may still be on its way.
-            s.continued_early = True
+            s.continued_early = req.manual_compact
 
     def response_started(
         self, session: Session, record: RequestRecord, quota: QuotaHeaders, ts: float
@@ -176,15 +183,24 @@ class SignalEngine:
         sig = record.signals
         end = record.ended_at if record.ended_at is not None else self.clock.now()
         billed = record.model_responded or record.model_requested
+        self.drift.response(session, record.model_responded, result)
 
-        sig.cost_usd = self._cost(billed, record.tokens, result)
+        # Priced at the rates in force when the request was made.
+        sig.cost_usd = self._cost(billed, record.tokens, result, record.started_at)
+        if not record.aborted_tokens.empty:
+            sig.aborted_cost_usd = self._cost(
+                billed, record.aborted_tokens, result, record.started_at
+            )
+            s.aborted_cost_usd = add_cost(s.aborted_cost_usd, sig.aborted_cost_usd)
         if sig.cost_usd is None:
             s.unpriced_requests += 1
-        else:
-            s.cost_usd += sig.cost_usd
             if turn is not None:
-                turn.cost_usd += sig.cost_usd
-            self._add_daily(end, sig.cost_usd)
+                turn.unpriced_requests += 1
+        else:
+            s.cost_usd = add_cost(s.cost_usd, sig.cost_usd)
+            if turn is not None:
+                turn.cost_usd = add_cost(turn.cost_usd, sig.cost_usd)
+        self._add_daily(end, sig.cost_usd)
         self.weekly.add(end, record.tokens)
 
         sig.error_category = error_category(record.status, record.error_type)
@@ -200,6 +216,8 @@ class SignalEngine:
         if model:
             sig.context_window = self.prices.context_window(model, facts.context_1m)
             self._cache(s, record, facts, model, billed, end)
+        else:
+            sig.context_window = None
         if facts.kind == "main" and model:
             self._context(s, record, facts, model)
         elif facts.kind == "compaction":
@@ -216,28 +234,40 @@ class SignalEngine:
                 self._mark_fallback(s, record, fb)
 
     # -- cost ---------------------------------------------------------------------------
-    def _cost(self, model: str | None, tokens: TokenCounts, result: MessageResult) -> float | None:
+    def _cost(
+        self, model: str | None, tokens: TokenCounts, result: MessageResult, at: float
+    ) -> float | None:
         """Each attempt at its own model's rate when usage.iterations spans several models."""
+        geo = result.usage.inference_geo
         its = result.usage.iterations
         models = {normalize_model(str(i.get("model") or model or "")) for i in its}
         if len(models) <= 1:
-            return self.prices.cost(model, tokens)
+            return self.prices.cost(model, tokens, at, geo)
         total = 0.0
         for it in its:
             it_model = it.get("model")
             cost = self.prices.cost(
-                it_model if isinstance(it_model, str) else model, _iteration_tokens(it)
+                it_model if isinstance(it_model, str) else model, _iteration_tokens(it), at, geo
             )
             if cost is None:
                 return None
             total += cost
         return total
 
-    def _add_daily(self, ts: float, usd: float) -> None:
+    def _add_daily(self, ts: float, usd: float | None) -> None:
         day = (iso(ts) or "")[:10]
-        self.daily_cost[day] = self.daily_cost.get(day, 0.0) + usd
-        if len(self.daily_cost) > DAYS_KEPT:
-            del self.daily_cost[min(self.daily_cost)]
+        if usd is None:
+            self.daily_unpriced[day] = self.daily_unpriced.get(day, 0) + 1
+        else:
+            self.daily_cost[day] = self.daily_cost.get(day, 0.0) + usd
+        for kept in (self.daily_cost, self.daily_unpriced):
+            if len(kept) > DAYS_KEPT:
+                del kept[min(kept)]
+
+    def daily_cost_view(self) -> dict[str, float | None]:
+        """USD per UTC day; None for a day none of whose requests could be priced."""
+        days = sorted(self.daily_cost.keys() | self.daily_unpriced.keys())
+        return {d: round(self.daily_cost[d], 6) if d in self.daily_cost else None for d in days}
 
     # -- cache --------------------------------------------------------------------------
     def _cache(
@@ -249,7 +279,7 @@ class SignalEngine:
         billed: str | None,
         end: float,
     ) -> None:
-        t = record.tokens
+        t = record.reported_tokens  # an aborted attempt still read and wrote the cache
         thread = thread_of(facts.kind)
         key = CacheKey(model, facts.effort, facts.tools_digest)
         line = s.cache_lines.get((thread, model))
@@ -265,7 +295,7 @@ class SignalEngine:
         price = self.prices.lookup(billed)
         rebuild = waste = None
         if price is not None:
-            rates = price.rates_for(t.total_input)
+            rates = price.rates_for(t.total_input, record.started_at)
             rebuild = cached * rates.write(ttl) / PER_TOKENS
             if status in MISSES:
                 rewritten = rewritten_tokens(status, t.cache_read, t.cache_creation, before)
@@ -316,17 +346,21 @@ class SignalEngine:
     ) -> None:
         """A compaction request ended: pending until a continuation turn confirms it. Its
         input (the whole conversation it summarised) is the context that triggered it."""
-        early = s.continued_early and s.compaction_exchange == record.exchange_id
+        early = s.continued_early if s.compaction_exchange == record.exchange_id else None
         if s.compaction_exchange == record.exchange_id:
-            s.compaction_exchange, s.continued_early = None, False
+            s.compaction_exchange, s.continued_early = None, None
         context = record.tokens.total_input
         if record.error_type is not None or not model or context <= 0:
             return
-        s.pending_compaction = PendingCompaction(normalize_model(model), end, context)
-        if early:
-            self._confirm_compaction(s)
+        # A re-asked compaction (its first summary lacked the tags) replaces the pending
+        # one: one compaction, confirmed once.
+        s.pending_compaction = PendingCompaction(
+            normalize_model(model), end, context, record.tokens.output, record.turn_index
+        )
+        if early is not None:
+            self._confirm_compaction(s, early)
 
-    def _confirm_compaction(self, s: SessionSignals) -> None:
+    def _confirm_compaction(self, s: SessionSignals, manual: bool) -> None:
         pending = s.pending_compaction
         if pending is None:
             return
@@ -335,7 +369,20 @@ class SignalEngine:
         s.compacted_at.append(pending.at)
         del s.compacted_at[:-COMPACTIONS_KEPT]
         self.compactions += 1
-        self.thresholds.learn(pending.model, pending.context_tokens)
+        s.confirmed.append(
+            Compaction(
+                pending.model,
+                pending.at,
+                pending.context_tokens,
+                pending.summary_tokens,
+                pending.turn_index,
+                "manual" if manual else "auto",
+            )
+        )
+        if not manual:
+            # Only Claude Code's own compactions say where its threshold is: a typed
+            # /compact can come at any size.
+            self.thresholds.learn(pending.model, pending.context_tokens)
         s.turn_end_contexts.clear()
         s.turns_to_compact = None
         # The summary opens a new conversation (and system prompt): a new cache, not a miss.
@@ -378,10 +425,11 @@ class SignalEngine:
         return {
             "quota": self.quota_view(),
             "weekly": self.weekly_view(),
-            "daily_cost_usd": {d: round(v, 6) for d, v in sorted(self.daily_cost.items())},
+            "daily_cost_usd": self.daily_cost_view(),
             "errors_by_type": dict(self.errors_by_type),
             "compactions": self.compactions,
             "fallbacks": self.fallbacks,
             "compaction_thresholds": self.learned_thresholds(),
+            "drift": self.drift.view(),
             "prices": self.prices.source,
         }

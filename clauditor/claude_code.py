@@ -1,0 +1,120 @@
+"""Claude Code's conventions, in one place: markers, header and tool names, version facts.
+
+Everything clauditor infers about Claude Code (what a turn is, which request is a
+subagent's, a compaction, a task notification) rests on the strings below, learned from
+the real CLI of each verified version (docs/compatibility.md). The wire vocabulary those
+versions use (betas, body keys, headers, SSE events, block types) is data, in
+clauditor/data/claude_code.json: anything outside it is drift, and marks a session
+unverified instead of being trusted.
+
+A leaf module: no clauditor imports, so every layer may read it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+# -- headers ---------------------------------------------------------------------------------
+SESSION_HEADER = "x-claude-code-session-id"
+AGENT_HEADER = "x-claude-code-agent-id"  # every request of a subagent run: its task id
+HEADER_PREFIX = "x-claude-code-"
+
+# -- system prompt -----------------------------------------------------------------------------
+BILLING_PREFIX = "x-anthropic-billing-header:"
+SUBAGENT_BILLING_FLAG = "cc_is_subagent=true"
+SUBAGENT_MARKER = "You are an agent for Claude Code"
+
+# -- user messages Claude Code writes itself ---------------------------------------------------
+COMPACT_PREFIX = "CRITICAL: Respond with TEXT ONLY"  # the compaction instruction
+# The first user message of the conversation that follows a compaction.
+CONTINUATION_PREFIX = "This session is being continued from a previous conversation"
+# The echo of a typed /compact, in the message that follows it: a manual compaction.
+COMPACT_COMMAND = "<command-name>/compact</command-name>"
+COMMAND_NAME_TAG = "<command-name>"
+# 2.1.332: the text block that comes with a ToolSearch result, beside the tool_result.
+TOOL_LOADED_TEXT = "Tool loaded."
+# 2.1.332: a background task finished; the message is Claude Code's, not the user's.
+NOTIFICATION_MARKER = "[SYSTEM NOTIFICATION - NOT USER INPUT]"
+TASK_NOTIFICATION_OPEN = "<task-notification>"
+TASK_NOTIFICATION_CLOSE = "</task-notification>"
+_NOTIFICATION_FIELD = re.compile(r"<(task-id|tool-use-id|status)>\s*([^<\s]{1,128})\s*</\1>")
+# The launch acknowledgement of a background Agent call (its tool_result).
+AGENT_LAUNCHED_PREFIX = "Async agent launched"
+_AGENT_ID = re.compile(r"agentId:\s*([A-Za-z0-9_-]{4,64})")
+
+# -- tools -------------------------------------------------------------------------------------
+# The subagent tool: "Agent" on the wire (stream-json and older versions call it "Task").
+AGENT_TOOLS = frozenset({"Agent", "Task"})
+FILE_TOOLS = frozenset({"Read", "Edit", "MultiEdit", "Write", "NotebookEdit", "NotebookRead"})
+TOOL_SEARCH = "ToolSearch"
+
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+
+def agent_id_in(text: str) -> str | None:
+    """The subagent id an Agent tool_result names (`agentId: a1b2...`), if any."""
+    m = _AGENT_ID.search(text)
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskNotification:
+    task_id: str | None  # the subagent's id, as in x-claude-code-agent-id
+    tool_use_id: str | None  # the Agent call that launched it
+    status: str | None  # completed, failed, killed...
+
+
+def task_notifications(text: str, limit: int = 16) -> list[TaskNotification]:
+    """Every <task-notification> in a message text, with the ids it carries."""
+    out: list[TaskNotification] = []
+    start = text.find(TASK_NOTIFICATION_OPEN)
+    while start >= 0 and len(out) < limit:
+        end = text.find(TASK_NOTIFICATION_CLOSE, start)
+        body = text[start : end if end >= 0 else start + 4096]
+        fields = dict(_NOTIFICATION_FIELD.findall(body))
+        out.append(
+            TaskNotification(fields.get("task-id"), fields.get("tool-use-id"), fields.get("status"))
+        )
+        if end < 0:
+            break
+        start = text.find(TASK_NOTIFICATION_OPEN, end)
+    return out
+
+
+def version_key(version: str) -> tuple[int, int, int] | None:
+    m = _VERSION.match(version)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+@dataclass(frozen=True, slots=True)
+class WireVocabulary:
+    """What the verified versions send and receive (clauditor/data/claude_code.json)."""
+
+    verified_versions: tuple[str, ...]
+    betas: frozenset[str]
+    body_keys: frozenset[str]
+    headers: frozenset[str]
+    sse_events: frozenset[str]
+    content_blocks: frozenset[str]
+
+    @property
+    def newest_verified(self) -> str:
+        return max(self.verified_versions, key=lambda v: version_key(v) or (0, 0, 0))
+
+
+@lru_cache(maxsize=1)
+def vocabulary() -> WireVocabulary:
+    text = resources.files("clauditor").joinpath("data/claude_code.json").read_text("utf-8")
+    data = json.loads(text)
+    return WireVocabulary(
+        verified_versions=tuple(data["verified_versions"]),
+        betas=frozenset(data["betas"]),
+        body_keys=frozenset(data["body_keys"]),
+        headers=frozenset(data["headers"]),
+        sse_events=frozenset(data["sse_events"]),
+        content_blocks=frozenset(data["content_blocks"]),
+    )
