@@ -27,6 +27,7 @@ METER_NAME = "clauditor"
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
 GEN_AI_AGENT_NAME = "gen_ai.agent.name"
+GEN_AI_AGENT_ID = "gen_ai.agent.id"  # a subagent run: Claude Code's x-claude-code-agent-id
 GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
 GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
@@ -73,6 +74,10 @@ TURN_TOOL_CALLS = "clauditor.turn.tool_calls"
 TURN_ERRORS = "clauditor.turn.errors"
 TURN_COMPACTION = "clauditor.turn.compaction"
 TURN_COST_USD = "clauditor.turn.cost_usd"
+TURN_TRIGGER = "clauditor.turn.trigger"  # prompt | task_notification | compaction | resumed
+VERIFIED = "clauditor.verified"  # False: the session carries drift (unverified_reasons)
+UNVERIFIED_REASONS = "clauditor.unverified_reasons"
+ABORTED_COST_USD = "clauditor.aborted.cost_usd"  # a failed attempt's usage, not billed
 PROMPT_LENGTH = "clauditor.prompt.length"  # characters of the cleaned prompt, never the text
 STOP_REASON = "clauditor.stop_reason"
 REQUEST_KIND = "clauditor.request.kind"
@@ -92,6 +97,7 @@ ANTHROPIC_REQUEST_ID = "anthropic.request_id"
 MCP_SERVER = "clauditor.mcp.server"
 MCP_TOOL = "clauditor.mcp.tool"
 TOOL_OUTCOME = "clauditor.tool.outcome"
+TOOL_BACKGROUND = "clauditor.tool.background"  # a background Agent call
 SUBAGENT = "clauditor.subagent"
 
 # -- metric label names (low cardinality only: never a session id, prompt or path) --------

@@ -231,6 +231,7 @@ class TraceListener(TrackerListener):
         extra: dict[str, AttributeValue] = {
             n.PROMPT_LENGTH: len(turn.prompt or ""),
             n.TURN_COMPACTION: turn.compaction,
+            n.TURN_TRIGGER: turn.trigger,
         }
         if self.capture_content and turn.prompt:
             extra[n.GEN_AI_INPUT_MESSAGES] = json.dumps(
@@ -271,7 +272,7 @@ class TraceListener(TrackerListener):
         if run is not None:
             return run
         tool = state.tools.get(agent_id)
-        call = session.pending_tools.get(agent_id)
+        call = session.pending_tools.get(agent_id) or session.background_agents.get(agent_id)
         if tool is None and call is not None and call.outcome == "pending":
             # Side streams race: the subagent's first request can reach the core before the
             # end of the response that launched it. Open the Agent call's span now.
@@ -295,7 +296,8 @@ class TraceListener(TrackerListener):
             start,
             parent,
             record.turn_index,
-            {n.SUBAGENT: True, n.GEN_AI_TOOL_CALL_ID: agent_id},
+            {n.SUBAGENT: True, n.GEN_AI_TOOL_CALL_ID: agent_id}
+            | ({n.GEN_AI_AGENT_ID: record.agent_id} if record.agent_id else {}),
         )
         run.subagent = True
         state.subagents[agent_id] = run
@@ -348,12 +350,16 @@ class TraceListener(TrackerListener):
         if run is None:
             run = self._root(session, state, turn)
         end = turn.ended_at if turn.ended_at is not None else self.clock.now()
+        run.span.set_attribute(n.VERIFIED, not session.unverified_reasons)
+        if session.unverified_reasons:
+            run.span.set_attribute(n.UNVERIFIED_REASONS, list(session.unverified_reasons))
         if turn.outcome == "interrupted":
             # The new prompt's request may carry the interrupted tools' results: they are
             # handled right after this, and request_started closes what they did not.
             state.interrupted = max(state.interrupted or 0, turn.index)
         else:
-            self._close_open(state, end, "abandoned", turn_index=turn.index)
+            # Background Agent calls outlive their turn: they end with their notification.
+            self._close_open(state, end, "abandoned", turn_index=turn.index, background=False)
         if self.capture_content and session.last_text and turn.outcome == "completed":
             run.span.set_attribute(
                 n.GEN_AI_OUTPUT_MESSAGES,
@@ -487,6 +493,7 @@ class TraceListener(TrackerListener):
             n.CONTEXT_FILL: r.signals.context_fill,
             n.CONTEXT_WINDOW: r.signals.context_window,
             n.COST_USD: r.signals.cost_usd,
+            n.ABORTED_COST_USD: r.signals.aborted_cost_usd,
         }
         attrs.update({k: v for k, v in optional.items() if v is not None})
         reason = finish_reason(r.stop_reason, r.error_type)
@@ -559,6 +566,8 @@ class TraceListener(TrackerListener):
             del state.closed[next(iter(state.closed))]
         span = tool.span
         span.set_attribute(n.TOOL_OUTCOME, outcome)
+        if tool.call.background:
+            span.set_attribute(n.TOOL_BACKGROUND, True)
         if outcome == "error":
             span.set_status(Status(StatusCode.ERROR, n.TOOL_ERROR_TYPE))
             span.set_attribute(n.ERROR_TYPE, n.TOOL_ERROR_TYPE)
@@ -574,14 +583,24 @@ class TraceListener(TrackerListener):
 
     # -- closing what would otherwise leak -----------------------------------------------
     def _close_open(
-        self, state: _SessionSpans, end: float, outcome: str, turn_index: int | None = None
+        self,
+        state: _SessionSpans,
+        end: float,
+        outcome: str,
+        turn_index: int | None = None,
+        background: bool = True,
     ) -> None:
+        """End the open tool spans and subagent runs (of one turn); background=False
+        leaves the background Agent calls and their runs open."""
+        kept: set[str] = set()
         for tool_use_id, tool in list(state.tools.items()):
-            if turn_index is None or tool.turn_index == turn_index:
+            if not background and tool.call.background:
+                kept.add(tool_use_id)
+            elif turn_index is None or tool.turn_index == turn_index:
                 del state.tools[tool_use_id]
                 self._end_tool(state, tool, end, outcome)
         for agent_id, sub in list(state.subagents.items()):
-            if turn_index is None or sub.turn_index == turn_index:
+            if agent_id not in kept and (turn_index is None or sub.turn_index == turn_index):
                 del state.subagents[agent_id]
                 self._end_run(sub, sub.last_end or end)
 

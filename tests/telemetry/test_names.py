@@ -16,7 +16,13 @@ from tests.helpers import fixture_posts
 from tests.sessions.replay import Replayer
 
 PINNED_STRINGS = {
+    "ABORTED_COST_USD": "clauditor.aborted.cost_usd",
     "AGENT_NAME": "claude-code",
+    "GEN_AI_AGENT_ID": "gen_ai.agent.id",
+    "TOOL_BACKGROUND": "clauditor.tool.background",
+    "TURN_TRIGGER": "clauditor.turn.trigger",
+    "UNVERIFIED_REASONS": "clauditor.unverified_reasons",
+    "VERIFIED": "clauditor.verified",
     "ANTHROPIC_REQUEST_ID": "anthropic.request_id",
     "CACHE_CREATION_1H_TOKENS": "clauditor.cache.creation_1h_tokens",
     "CACHE_MISS_REASON": "clauditor.cache.miss_reason",
