@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -457,6 +458,35 @@ def diagnose(session_id: str, url: str, db: Path | None, as_json: bool) -> None:
 
     result = _history(url, db, lambda src: src.diagnose(session_id))
     _emit(as_json, result, diagnosis_view(result))
+
+
+@main.command()
+@click.option(
+    "--prices",
+    envvar="CLAUDITOR_PRICES",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=_price_file,
+    default=None,
+    help="Price file merged over the catalog (when reading the database directly).",
+)
+@_url_option
+@_read_db_option
+@_json_option
+def models(prices: Path | None, url: str, db: Path | None, as_json: bool) -> None:
+    """The model catalog (prices in force today, windows) and the models seen it lacks."""
+    from clauditor.reports.models import models_report, models_view
+    from clauditor.reports.source import SourceError, pick_source
+    from clauditor.sessions.signals.prices import load_prices
+
+    table = load_prices(prices)
+    try:
+        report = pick_source(url, db, default_db_path()).models(table)
+    except SourceError as exc:
+        if db is not None:
+            _fail(str(exc))
+        # No history yet: the catalog alone is still worth showing.
+        report = models_report(table, [], time.time())
+    _emit(as_json, report, models_view(report))
 
 
 @main.command()

@@ -87,6 +87,14 @@ def create_app(core: Core) -> FastAPI:
             "compaction_thresholds": signals.learned_thresholds(),
         }
 
+    @app.get("/api/models")
+    async def models() -> dict[str, Any]:
+        """The model catalog (rates in force now) and the models seen that it lacks."""
+        from clauditor.reports.models import models_report
+
+        prices = core.tracker.signals.prices
+        return models_report(prices, await core.store.models_seen(), core.clock.now())
+
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         # The OTel metrics (clauditor_*, gen_ai_*) through the Prometheus exporter; on the

@@ -16,6 +16,8 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import sqlite_utils
 
+from clauditor.reports.models import models_report
+from clauditor.sessions.signals.prices import PriceTable
 from clauditor.store import history
 from clauditor.store.database import connect
 from clauditor.store.recall import recall
@@ -38,6 +40,7 @@ class HistorySource(Protocol):
     def sessions(self, limit: int, days: float | None) -> list[dict[str, Any]]: ...
     def recall(self, query: str, limit: int, days: float | None) -> list[dict[str, Any]]: ...
     def diagnose(self, session_id: str) -> dict[str, Any]: ...
+    def models(self, prices: PriceTable) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -81,6 +84,10 @@ class ApiSource:
 
     def diagnose(self, session_id: str) -> dict[str, Any]:
         return self._get(f"/api/diagnosis/{session_id}")
+
+    def models(self, prices: PriceTable) -> dict[str, Any]:
+        # The core's own catalog (with its --prices), and what it has seen.
+        return self._get("/api/models")
 
 
 @dataclass
@@ -128,6 +135,9 @@ class DbSource:
             return {"session_id": session_id, "findings": history.stored_findings(db, session_id)}
 
         return self._run(run)
+
+    def models(self, prices: PriceTable) -> dict[str, Any]:
+        return self._run(lambda db: models_report(prices, history.models_seen(db), time.time()))
 
 
 def pick_source(url: str, db: Path | None, default_db: Path) -> HistorySource:

@@ -35,6 +35,19 @@ def list_sessions(
     return [session_api_from_row(r) for r in db.query(sql, params)]
 
 
+def models_seen(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Every model id requests asked for or were answered by: requests, last seen."""
+    sql = """
+        select model, count(*) as requests, max(started_at) as last_seen from (
+            select model_requested as model, started_at from requests
+            union all
+            select model_responded, started_at from requests
+            where model_responded is not null
+              and model_responded != coalesce(model_requested, '')
+        ) where model is not null group by model order by last_seen desc"""
+    return list(db.query(sql))
+
+
 def session_rows(db: sqlite_utils.Database, session_id: str) -> SessionRows | None:
     found = list(db.query("select * from sessions where session_id = ?", [session_id]))
     if not found:

@@ -259,6 +259,17 @@ class Store(TrackerListener):
         """Run the rules now (on demand) and return the findings; None: unknown session."""
         return await asyncio.to_thread(self._diagnosis, session_id)
 
+    def _models_seen(self) -> list[dict[str, Any]]:
+        self.writer.flush(timeout=2.0)
+        db = connect(self.path)
+        try:
+            return history.models_seen(db)
+        finally:
+            db.conn.close()
+
+    async def models_seen(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._models_seen)
+
     # -- signals: period totals and the weekly token count ---------------------------------
     def _summary(self, now: float) -> dict[str, Any]:
         self.writer.flush(timeout=2.0)  # live requests count right away

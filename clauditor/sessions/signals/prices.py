@@ -263,6 +263,35 @@ class PriceTable:
     def known(self, model: str | None) -> bool:
         return self.lookup(model) is not None
 
+    def describe(self, at: float) -> list[dict[str, Any]]:
+        """Every entry with the rates in force at `at` (what `clauditor models` lists)."""
+        out = []
+        for m in sorted(self.models.values(), key=lambda m: m.model):
+            period = m.period_at(at)
+            i = m.periods.index(period)
+            before = m.periods[i - 1].rates.as_dict() if i else None
+            lc = period.long_context
+            out.append(
+                {
+                    "model": m.model,
+                    "name": m.name,
+                    **period.rates.as_dict(),
+                    "since": period.since.isoformat() if period.since else None,
+                    "rates_before": before,
+                    "context_window": m.context_window,
+                    "context_window_1m_beta": m.context_window_1m_beta,
+                    "long_context": None
+                    if lc is None
+                    else {"above_input_tokens": lc.above_input_tokens, **lc.rates.as_dict()},
+                    "changes": [
+                        {"from": p.since.isoformat(), **p.rates.as_dict()}
+                        for p in m.periods
+                        if p.since is not None
+                    ],
+                }
+            )
+        return out
+
     def cost(
         self,
         model: str | None,
