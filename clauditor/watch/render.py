@@ -110,7 +110,18 @@ def marks(view: SessionView) -> Text:
         if out:
             out.append(" ")
         out.append(f"✗{view.errors}", style="bold red")
+    if view.unverified_reasons:
+        if out:
+            out.append(" ")
+        out.append("?unverified", style="bold magenta")
     return out
+
+
+def cost_text(view: SessionView) -> str:
+    """Cost so far; `?` when some requests could not be priced (never a silent $0)."""
+    if view.cost_usd is None:
+        return "?" if view.unpriced_requests else NONE
+    return money(view.cost_usd) + ("+?" if view.unpriced_requests else "")
 
 
 def tool_text(view: SessionView) -> Text:
@@ -144,7 +155,11 @@ def describe(event: dict[str, Any], named: bool = True) -> str:
     if kind == "session_active":
         return f"active again (was {e.get('previous')})"
     if kind == "turn_start":
-        return f"turn {e.get('turn')}" + (" (compaction)" if e.get("compaction") else "")
+        trigger = e.get("trigger")
+        why = f" ({trigger.replace('_', ' ')})" if trigger not in (None, "prompt") else ""
+        if not why and e.get("compaction"):
+            why = " (compaction)"
+        return f"turn {e.get('turn')}{why}"
     if kind == "request_start":
         retry = " retry" if e.get("retry") else ""
         return f"{e.get('kind')} request{retry} → {short_model(e.get('model'))}"
@@ -388,7 +403,7 @@ def sessions_table(
             tool_text(view),
             fill_bar(view.context_fill, bar),
             cache_countdown(view.cache_expires_at, now, view.cache_status),
-            money(view.cost_usd),
+            cost_text(view),
         ]
         if widest:
             mark.overflow, mark.no_wrap = "ellipsis", True
@@ -448,7 +463,7 @@ def render_session(
     head.append(f" {view.name}", style="bold")
     head.append(f"  {short_model(view.model)}  turn {view.turn}  ")
     head.append(view.activity, style=DOTS.get(view.activity, ("", ""))[1])
-    if view.fallbacks or view.errors:
+    if view.fallbacks or view.errors or view.unverified_reasons:
         head.append("  ")
         head.append_text(marks(view))
     parts.append(head)
@@ -475,9 +490,16 @@ def render_session(
     if view.cache_rebuild_cost_usd is not None:
         cache.append(f"  rebuild {money(view.cache_rebuild_cost_usd)}", style="grey70")
     grid.add_row("cache", cache)
-    cost = Text(money(view.cost_usd))
+    cost = Text(cost_text(view))
     cost.append(f"  {view.output_tokens} output tokens", style="grey70")
+    if view.unpriced_requests:
+        cost.append(f"  {view.unpriced_requests} unpriced (model not in the catalog)", "yellow")
     grid.add_row("cost", cost)
+    if view.unverified_reasons:
+        grid.add_row(
+            "unverified",
+            Text(", ".join(view.unverified_reasons), style="magenta", overflow="ellipsis"),
+        )
     if view.fallbacks:
         grid.add_row(
             "fallback",

@@ -57,6 +57,8 @@ class SessionView:
     cache_expires_at: float | None = None
     cache_rebuild_cost_usd: float | None = None
     cost_usd: float | None = None
+    unpriced_requests: int = 0  # cost_usd leaves these out: their model is not in the catalog
+    unverified_reasons: list[str] = field(default_factory=list)  # drift: see README
     fallbacks: int = 0
     fallback_from: str | None = None
     fallback_to: str | None = None
@@ -200,6 +202,7 @@ class WatchState:
         view.errors = _int(e.get("errors"), view.errors)
         view.fallbacks = _int(e.get("fallbacks"), view.fallbacks)
         view.fallback_to = e.get("fallback_to") or view.fallback_to
+        self._trust(view, e)
         for attr, key in (
             ("context_fill", "context_fill"),
             ("cost_usd", "cost_usd"),
@@ -243,6 +246,7 @@ class WatchState:
         elif kind == "request_end":
             view.in_flight = _int(e.get("in_flight"), max(0, view.in_flight - 1))
             self._cost(view, e.get("session_cost_usd"))
+            self._trust(view, e)
             usage = e.get("usage")
             if isinstance(usage, dict):
                 view.output_tokens += _int(usage.get("output_tokens"))
@@ -274,6 +278,14 @@ class WatchState:
             view.in_flight = view.pending_tools = 0
             view.turn_in_progress = False
             self._cost(view, e.get("cost_usd"))
+
+    @staticmethod
+    def _trust(view: SessionView, e: dict[str, Any]) -> None:
+        """What the numbers rest on: unpriced requests, drift from verified Claude Code."""
+        view.unpriced_requests = _int(e.get("unpriced_requests"), view.unpriced_requests)
+        reasons = e.get("unverified_reasons")
+        if isinstance(reasons, list):
+            view.unverified_reasons = [str(r) for r in reasons[:20]]
 
     @staticmethod
     def _cost(view: SessionView, value: Any) -> None:

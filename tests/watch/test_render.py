@@ -225,3 +225,34 @@ def test_plain_lines() -> None:
 def test_cache_countdown_without_expiry_shows_status() -> None:
     assert cache_countdown(None, T0, None).plain == "-"
     assert isinstance(cache_countdown(None, T0, "cold"), Text)
+
+
+def test_unpriced_and_unverified_sessions_say_so() -> None:
+    state = two_sessions()
+    reasons = ["version 2.1.400", "model claude-opus-6"]
+    state.apply(ev("request_end", B, 8, in_flight=0, session_cost_usd=None, kind="main",
+                   status=200, stop_reason="end_turn", duration_ms=900.0, cost_usd=None,
+                   unpriced_requests=1, verified=False, unverified_reasons=reasons,
+                   usage={"output_tokens": 5}))  # fmt: skip
+    out = text(render_dashboard(state, T0 + 10, height=20, url=URL, tz=UTC, width=100), 100)
+    row = next(line for line in out.splitlines() if line.startswith("● write release"))
+    # The session had $0.05 priced before; one request of an unknown model since.
+    assert row.endswith("$0.05+? ?unverified"), row
+    one = text(render_session(state, B, T0 + 10, height=30, url=URL, tz=UTC, width=80), 80)
+    assert "cost        $0.05+?  125 output tokens  1 unpriced (model not in the catalog)" in one
+    assert "unverified  version 2.1.400, model claude-opus-6" in one
+    assert one.splitlines()[1].endswith("?unverified")
+
+
+def test_a_session_none_of_whose_requests_was_priced_shows_no_dollar_figure() -> None:
+    state = WatchState()
+    state.apply(ev("session_start", C, 0, name="try the new model", model="claude-opus-6",
+                   status="active", cost_usd=None, unpriced_requests=2))  # fmt: skip
+    out = text(render_dashboard(state, T0 + 1, height=10, url=URL, tz=UTC, width=100), 100)
+    row = next(line for line in out.splitlines() if "try the new model" in line)
+    assert row.endswith(" ?") and "$" not in row, row
+
+
+def test_a_task_notification_turn_is_named_in_the_feed() -> None:
+    line = plain_line(ev("turn_start", A, 1, turn=2, trigger="task_notification"))
+    assert line.endswith("turn_start     turn 2 (task notification)")
