@@ -120,8 +120,9 @@ class ToolTakesTime(SyntheticSession):
 
 
 def drive_demo(stack: Stack, fake: FakeUpstream) -> None:
-    """Two concurrent sessions: quota headers, tools (one failing), a subagent, a
-    compaction, a model switch (cache miss), a 529 then its retry, and a fallback."""
+    """Three concurrent sessions: quota headers, tools (one failing), a subagent, a
+    compaction, a model switch (cache miss), a 529 then its retry, a fallback, and a
+    model the catalog does not know (unpriced, drift)."""
 
     async def main_session() -> None:
         async with ToolTakesTime(stack.proxy_url) as a:
@@ -147,7 +148,12 @@ def drive_demo(stack: Stack, fake: FakeUpstream) -> None:
             await asyncio.sleep(0.2)
             await b.turn("answered by another model [[fake:model claude-sonnet-4-6]]")
 
+    async def drifted_session() -> None:
+        # A model the catalog does not know: unpriced, and drift from what was verified.
+        async with SyntheticSession(stack.proxy_url, model="claude-opus-6") as c:
+            await c.turn("a model clauditor has never seen")
+
     async def both() -> None:
-        await asyncio.gather(main_session(), troubled_session())
+        await asyncio.gather(main_session(), troubled_session(), drifted_session())
 
     asyncio.run(both())

@@ -129,10 +129,14 @@ def test_every_dashboard_query_returns_data(
         return sum(float(r["value"][1]) for r in query(prometheus, exprs[f"{title!r} [{ref}]"]))
 
     def counted(field: str) -> float:
-        return sum(s[field] for s in sessions)
+        return sum(s[field] or 0 for s in sessions)  # an unpriced session's cost is null
 
-    assert total("Sessions started / ended") == len(sessions) == 4
-    assert total("Sessions started / ended", "B") == 4  # the demo's sessions all ended
+    assert total("Sessions started / ended") == len(sessions) == 6
+    assert total("Sessions started / ended", "B") == 4  # the priced ones report their cost
+    # One session per run on a model the catalog lacks: unpriced, and drift (asked for and
+    # answered by that model).
+    assert total("Unpriced requests / drift") == counted("unpriced_requests") == 2
+    assert total("Unpriced requests / drift", "B") == 4
     assert total("Requests") == counted("requests") > 0
     assert total("Cost this week (estimate)") == pytest.approx(
         counted("estimated_cost_usd"), rel=1e-4
