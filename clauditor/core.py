@@ -145,6 +145,7 @@ class Core:
             await asyncio.sleep(1.0)
             try:
                 self.tracker.tick()
+                self.store.writer.ensure_running()
                 self.store.maybe_prune()
             except Exception:
                 log.exception("tracker tick failed")
@@ -200,11 +201,7 @@ class Core:
             },
             "watch": self.watch.stats(),
             "telemetry": self.telemetry.span_stats(),
-            "store": {
-                "rows_written": self.store.writer.rows_written,
-                "write_errors": self.store.writer.write_errors,
-                "last_error": self.store.writer.last_error,
-            },
+            "store": self.store.writer.stats(),
         }
 
 

@@ -29,7 +29,14 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite_utils.Databas
     else:
         conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10.0)
     conn.execute("pragma busy_timeout = 10000")
+    # A TEXT value that is not UTF-8 (written by another tool, or by hand) reads with U+FFFD
+    # instead of failing the whole query, and with it the API.
+    conn.text_factory = _text
     return sqlite_utils.Database(conn)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
 def open_database(path: Path | str) -> sqlite_utils.Database:

@@ -132,6 +132,18 @@ def tool_call_row(c: ToolCall) -> dict[str, Any]:
     }
 
 
+def json_column(text: str | None, default: Any) -> Any:
+    """A JSON column, or `default` when it is empty or not JSON of default's type: one
+    damaged row must not fail the query that reads it."""
+    if not text:
+        return default
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return default
+    return value if isinstance(value, type(default)) else default
+
+
 def _usd(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
@@ -159,7 +171,7 @@ def session_from_row(row: dict[str, Any]) -> Session:
         request_count=row["requests"] or 0,
         tool_call_count=row["tool_calls"] or 0,
         tool_failures=row["tool_failures"] or 0,
-        tools=Counter(json.loads(row["tools_json"] or "{}")),
+        tools=Counter(json_column(row["tools_json"], {})),
         tokens=TokenCounts(
             input=row["input_tokens"] or 0,
             output=row["output_tokens"] or 0,
@@ -233,7 +245,7 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "requests": row["requests"],
         "tool_calls": row["tool_calls"],
         "tool_failures": row["tool_failures"],
-        "tools": json.loads(row["tools_json"] or "{}"),
+        "tools": json_column(row["tools_json"], {}),
         "input_tokens": row["input_tokens"],
         "output_tokens": row["output_tokens"],
         "cache_read_tokens": row["cache_read_tokens"],
@@ -305,7 +317,7 @@ def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "output_tokens": row["output_tokens"],
         "cache_read_tokens": row["cache_read_tokens"],
         "cache_creation_tokens": row["cache_creation_tokens"],
-        "tool_uses": json.loads(row["tool_uses_json"] or "[]"),
+        "tool_uses": json_column(row["tool_uses_json"], []),
         "error_type": row["error_type"],
         "trace_id": row["trace_id"],
         "parent_tool_use_id": row["parent_tool_use_id"],
