@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,13 @@ def test_plain_http_upstream_has_no_tls() -> None:
 def test_bad_upstreams_are_rejected(bad: str) -> None:
     with pytest.raises(UpstreamError):
         Upstream.parse(bad)
+
+
+def test_admin_as_a_unix_socket_or_off_validates(tmp_path: Path) -> None:
+    sock = tmp_path / "admin dir" / 'envoy "admin".sock'  # quoting survives odd paths
+    config = yaml.safe_load(render(replace(_embedded("http://127.0.0.1:8080"), admin=sock)))
+    assert config["admin"]["address"] == {"pipe": {"path": str(sock), "mode": 0o600}}
+    _validate(tmp_path, render(replace(_embedded("http://127.0.0.1:8080"), admin=sock)))
+    off = render(replace(_embedded("http://127.0.0.1:8080"), admin=None))
+    assert "admin" not in yaml.safe_load(off)
+    _validate(tmp_path, off)
