@@ -215,6 +215,15 @@ CORE_OPTIONS = (
         "yields the CPU to Envoy and Claude Code (0: leave it as it is).",
     ),
     click.option(
+        "--ext-proc-token",
+        envvar="CLAUDITOR_EXT_PROC_TOKEN",
+        default=None,
+        show_default="none: any stream is accepted (`up` makes one per start)",
+        help="Refuse ext_proc streams without this value in their x-clauditor-token "
+        "metadata (Envoy: grpc_service.initial_metadata). Prefer the environment variable: "
+        "every local user can read a command line.",
+    ),
+    click.option(
         "--allow-non-loopback",
         envvar="CLAUDITOR_ALLOW_NON_LOOPBACK",
         is_flag=True,
@@ -223,7 +232,8 @@ CORE_OPTIONS = (
     _log_option,
 )
 # What the supervisor passes to its core from its own typed settings, not forwarded.
-_SUPERVISOR_SETS = frozenset({"grpc", "api", "upstream", "db"})
+# The token goes to the core in its environment, never on its command line.
+_SUPERVISOR_SETS = frozenset({"grpc", "api", "upstream", "db", "ext_proc_token"})
 
 
 def core_options(command):  # type: ignore[no-untyped-def]
@@ -267,6 +277,7 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
         prices=core["prices"],
         weekly_token_budget=core["weekly_token_budget"],
         nice=core["core_nice"],
+        ext_proc_token=core["ext_proc_token"] or None,
     )
 
 
@@ -314,6 +325,7 @@ def up(
             upstream=Upstream.parse(core["upstream"]),
             db=(core["db"] or default_db_path()).expanduser(),
             envoy=envoy_bin,
+            ext_proc_token=core["ext_proc_token"] or None,
             serve_args=_forwarded(ctx),
         )
         sys.exit(Supervisor(config).run())

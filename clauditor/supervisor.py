@@ -37,6 +37,7 @@ from clauditor.envoy.config import EnvoySettings, Upstream, default_ca_file, ren
 from clauditor.netaddr import HostPort, port_in_use
 from clauditor.runtime import RuntimeDirError, instance_dir
 from clauditor.store.database import StoreError, open_database
+from clauditor.wire.auth import TOKEN_ENV, new_token
 
 log = logging.getLogger("clauditor.up")
 
@@ -55,6 +56,8 @@ class UpConfig:
     db: Path
     envoy: str | None = None
     envoy_log_level: str = "warning"
+    # The ext_proc token Envoy sends and the core requires; None: a new one per start.
+    ext_proc_token: str | None = field(default=None, repr=False)
     # The rest of the core's options, as `clauditor serve` takes them (--core-nice...).
     serve_args: tuple[str, ...] = field(default_factory=tuple)
 
@@ -90,6 +93,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 class Child:
     name: str
     argv: list[str]
+    # Set on top of this process's environment (secrets go here: argv is world-readable).
+    env: dict[str, str] = field(default_factory=dict, repr=False)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -97,7 +102,10 @@ class Child:
 
     def start(self) -> None:
         preexec: Callable[[], None] | None = _die_with_parent if sys.platform == "linux" else None
-        self.process = subprocess.Popen(self.argv, preexec_fn=preexec, stdin=subprocess.DEVNULL)
+        env = {**os.environ, **self.env} if self.env else None
+        self.process = subprocess.Popen(
+            self.argv, preexec_fn=preexec, stdin=subprocess.DEVNULL, env=env
+        )
         self.started_at = time.monotonic()
 
     @property
@@ -126,6 +134,8 @@ class Supervisor:
         self._stop = threading.Event()
         self._runtime_dir: Path | None = None
         self.admin: AdminTarget = None  # where the started Envoy's admin is (run() sets it)
+        # Envoy presents it on every ext_proc stream; the core refuses streams without it.
+        self.token = config.ext_proc_token or new_token()
         self.core: Child | None = None
         self.envoy: Child | None = None
 
@@ -171,6 +181,7 @@ class Supervisor:
             grpc=cfg.grpc,
             upstream=cfg.upstream,
             ca_file=default_ca_file(),
+            ext_proc_token=self.token,
         )
         assert self._runtime_dir is not None
         path = self._runtime_dir / "envoy.yaml"
@@ -207,6 +218,7 @@ class Supervisor:
                 cfg.upstream.url,
                 *cfg.serve_args,
             ],
+            env={TOKEN_ENV: self.token},
         )
         envoy = Child(
             "envoy",

@@ -109,3 +109,22 @@ def test_admin_as_a_unix_socket_or_off_validates(tmp_path: Path) -> None:
     off = render(replace(_embedded("http://127.0.0.1:8080"), admin=None))
     assert "admin" not in yaml.safe_load(off)
     _validate(tmp_path, off)
+
+
+def test_the_ext_proc_token_is_sent_as_initial_metadata(tmp_path: Path) -> None:
+    settings = replace(_embedded("https://api.anthropic.com"), ext_proc_token="t0k-EN_x")
+    text = render(settings)
+    _validate(tmp_path, text)
+    hcm = yaml.safe_load(text)["static_resources"]["listeners"][0]["filter_chains"][0]
+    ext_proc = hcm["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+    assert ext_proc["grpc_service"]["initial_metadata"] == [
+        {"key": "x-clauditor-token", "value": "t0k-EN_x"}
+    ]
+    assert "t0k-EN_x" not in repr(settings)  # kept out of reprs (logs, tracebacks)
+    # Without a token (the compose file) no metadata is sent.
+    plain = yaml.safe_load(render(_embedded("https://api.anthropic.com")))
+    hcm = plain["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    assert (
+        "initial_metadata"
+        not in hcm["typed_config"]["http_filters"][0]["typed_config"]["grpc_service"]
+    )

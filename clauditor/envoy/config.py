@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from string import Template
 from urllib.parse import urlsplit
 
 from clauditor.envoy.admin import AdminTarget
 from clauditor.netaddr import HostPort
+from clauditor.wire.auth import TOKEN_METADATA
 
 _TLS_BLOCK = """\
     transport_socket:
@@ -36,6 +37,11 @@ _ADMIN_TCP = """\
 admin:
   address:
     socket_address: { address: ${host}, port_value: ${port} }
+"""
+
+_TOKEN = """\
+                initial_metadata:
+                - { key: ${key}, value: ${value} }
 """
 
 # Debian/Ubuntu (and the official Envoy image) keep the system CA bundle here.
@@ -85,6 +91,9 @@ class EnvoySettings:
     grpc: HostPort
     upstream: Upstream
     ca_file: str = SYSTEM_CA_FILE
+    # Sent as x-clauditor-token on every ext_proc stream (the core refuses others); None:
+    # none sent (the compose file: that core runs without a token).
+    ext_proc_token: str | None = field(default=None, repr=False)
 
 
 def default_ca_file() -> str:
@@ -105,6 +114,13 @@ def _yaml_host(host: str) -> str:
     return f'"{host}"'
 
 
+def _token_block(token: str | None) -> str:
+    if token is None:
+        return ""
+    # This file is written 0600: the token must not be readable by other users.
+    return Template(_TOKEN).substitute(key=TOKEN_METADATA, value=json.dumps(token))
+
+
 def _admin_block(admin: AdminTarget) -> str:
     if admin is None:
         return ""  # Envoy without an `admin` section serves no admin at all
@@ -120,6 +136,7 @@ def render(settings: EnvoySettings) -> str:
     tls = Template(_TLS_BLOCK).substitute(host=up.host, ca_file=settings.ca_file) if up.tls else ""
     return template.substitute(
         admin=_admin_block(settings.admin),
+        ext_proc_token=_token_block(settings.ext_proc_token),
         listen_host=_yaml_host(settings.listen.host),
         listen_port=settings.listen.port,
         grpc_host=_yaml_host(settings.grpc.host),

@@ -283,7 +283,7 @@ class Observables:
         w = self.stats()["wire"]
         return [
             Observation(w[f"streams_{state}"], {n.LABEL_STATE: state})
-            for state in ("opened", "closed", "failed")
+            for state in ("opened", "closed", "failed", "refused")
         ]
 
     def _wire_errors(self) -> list[Observation]:

@@ -322,7 +322,7 @@ WIRE_STREAMS = _m(
     "clauditor.wire.streams",
     "observable_counter",
     "{stream}",
-    "ext_proc side streams by state (opened, closed, failed).",
+    "ext_proc side streams by state (opened, closed, failed; refused: no or a wrong token).",
     "clauditor_wire_streams_total",
 )
 WIRE_ACTIVE_STREAMS = _m(

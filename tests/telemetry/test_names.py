@@ -291,6 +291,7 @@ STATS = {
         "streams_opened": 4,
         "streams_closed": 3,
         "streams_failed": 1,
+        "streams_refused": 2,
         "messages": 9,
         "body_bytes": 100,
         "consumer_errors": 0,
