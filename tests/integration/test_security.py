@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from clauditor.envoy.admin import AdminSocket, parse_admin
 from clauditor.netaddr import HostPort
 from clauditor.testing.client import API_KEY
 from clauditor.testing.fake_upstream import FakeUpstream
-from tests.helpers import wait_until
+from tests.helpers import fixture_posts, wait_until
 from tests.integration.otlp_receiver import Receiver, otlp_receiver
 from tests.integration.reliability import (
     PacedSession,
@@ -67,6 +69,13 @@ def test_every_listener_of_up_is_on_loopback(stack: Stack) -> None:
     exposed = [b for b in bound if b.host not in ("127.0.0.1", "::1")]
     assert not exposed, exposed
     assert not [b for b in bound if b.pid == supervisor]  # the supervisor listens on nothing
+
+
+def test_history_files_are_private(stack: Stack) -> None:
+    assert stack.post_record(fixture_posts("a_plain_text")[0]).status_code == 200
+    files = [stack.db, Path(f"{stack.db}-wal"), Path(f"{stack.db}-shm")]
+    wait_until(lambda: all(f.exists() for f in files), timeout=10)
+    assert [stat.S_IMODE(os.stat(f).st_mode) for f in files] == [0o600] * 3
 
 
 def test_listener_defaults_are_loopback() -> None:
@@ -124,6 +133,11 @@ def test_api_refuses_cross_origin_and_foreign_hosts(stack: Stack) -> None:
     assert get("/api/sessions", Host="evil.example").status_code == 400
     assert get("/api/sessions", Host=f"127.0.0.1.evil.example:{stack.api}").status_code == 400
     assert get("/health", Host="evil.example", Origin=EVIL).status_code == 400
+    # Two Origin (or Host) headers: one reader would take the first, another the last.
+    for twice in ([("Origin", EVIL), ("Origin", own)], [("Origin", own), ("Origin", EVIL)]):
+        doubled = httpx.get(api + "/api/sessions", headers=twice, timeout=5, trust_env=False)
+        assert doubled.status_code == 403 and "more than one Origin" in doubled.text
+        _no_cors(doubled)
     # This machine's tools: no Origin (curl, clauditor watch, Prometheus), or the API's own.
     assert get("/api/sessions").status_code == 200
     assert get("/api/sessions", Origin=own).status_code == 200
