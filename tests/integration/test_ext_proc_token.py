@@ -51,8 +51,12 @@ def forged(session_id: str) -> list[pb.ProcessingRequest]:
     ]
 
 
-def send(port: int, session_id: str, token: str | None) -> grpc.StatusCode:
-    """One side stream to the core, as a forger would open it; its final status."""
+def send(port: int, session_id: str, token: str | None, *, refused: bool) -> grpc.StatusCode:
+    """One side stream to the core, as a forger would open it; its final status.
+
+    With `refused`, nothing is written until the stream ends (at most 10 s): the core must
+    refuse it on its metadata alone, before reading anything. (Writing at once would race
+    the refusal: gRPC's client then reports INTERNAL for a write into a closed stream.)"""
 
     async def run() -> grpc.StatusCode:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -61,18 +65,18 @@ def send(port: int, session_id: str, token: str | None) -> grpc.StatusCode:
                 request_serializer=pb.ProcessingRequest.SerializeToString,
                 response_deserializer=pb.ProcessingResponse.FromString,
             )
-
-            async def messages():  # type: ignore[no-untyped-def]
-                for m in forged(session_id):
-                    yield m
-
             metadata = ((TOKEN_METADATA, token),) if token is not None else None
+            call = process(metadata=metadata, timeout=20)
+            if refused:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(call.code()), 10)
             try:
-                async for _ in process(messages(), metadata=metadata, timeout=10):
-                    pass
-            except grpc.aio.AioRpcError as exc:
-                return exc.code()
-            return grpc.StatusCode.OK
+                for message in forged(session_id):
+                    await call.write(message)
+                await call.done_writing()
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass  # the stream was closed under the writes: its code says why
+            return await call.code()
 
     return asyncio.run(run())
 
@@ -109,18 +113,25 @@ def test_forged_streams_are_refused_and_counted(stack: Stack) -> None:
     before = stack.get("/api/stats").json()["wire"]
     forgeries = {str(uuid.uuid4()): None, str(uuid.uuid4()): "wrong-" + token[6:]}
     for sid, bad in forgeries.items():
-        assert send(stack.grpc, sid, bad) == grpc.StatusCode.UNAUTHENTICATED
+        assert send(stack.grpc, sid, bad, refused=True) == grpc.StatusCode.UNAUTHENTICATED
+
+    # A forger that writes its exchange at once, racing the refusal (its client may see
+    # INTERNAL for writes into the closed stream): refused all the same.
+    pushy = str(uuid.uuid4())
+    forgeries[pushy] = None
+    code = send(stack.grpc, pushy, None, refused=False)
+    assert code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL)
 
     wire = stack.get("/api/stats").json()["wire"]
-    assert wire["streams_refused"] == 2
+    assert wire["streams_refused"] == 3
     assert wire["streams_opened"] == before["streams_opened"]  # nothing was read
     metrics = httpx.get(f"{stack.api_url}/metrics", timeout=5, trust_env=False).text
-    assert 'clauditor_wire_streams_total{clauditor_state="refused"} 2.0' in metrics
+    assert 'clauditor_wire_streams_total{clauditor_state="refused"} 3.0' in metrics
 
     # The same forged exchange with the right token is taken: so the token is what kept
     # the others out (their sessions are nowhere, live or stored).
     accepted = str(uuid.uuid4())
-    assert send(stack.grpc, accepted, token) == grpc.StatusCode.OK
+    assert send(stack.grpc, accepted, token, refused=False) == grpc.StatusCode.OK
     wait_until(lambda: _known(stack, accepted), timeout=10)
     assert not any(_known(stack, sid) for sid in forgeries)
     listed = {s["session_id"] for s in stack.sessions()}
@@ -165,8 +176,8 @@ def _sessions(api: int) -> set[str]:
 def test_serve_without_a_token_accepts_any_stream_and_says_so(tmp_path: Path) -> None:
     with serving(tmp_path, {}) as (grpc_port, api, log):
         sid = str(uuid.uuid4())
-        assert send(grpc_port, sid, None) == grpc.StatusCode.OK
-        assert send(grpc_port, str(uuid.uuid4()), "anything") == grpc.StatusCode.OK
+        assert send(grpc_port, sid, None, refused=False) == grpc.StatusCode.OK
+        assert send(grpc_port, str(uuid.uuid4()), "x", refused=False) == grpc.StatusCode.OK
         wait_until(lambda: sid in _sessions(api), timeout=10)
     said = [line for line in log if "accepts streams from any local process" in line]
     assert len(said) == 1, log
@@ -176,9 +187,10 @@ def test_serve_with_a_token_from_the_environment(tmp_path: Path) -> None:
     token = "s3cret-token-for-serve"
     with serving(tmp_path, {TOKEN_ENV: token}) as (grpc_port, api, log):
         refused, taken = str(uuid.uuid4()), str(uuid.uuid4())
-        assert send(grpc_port, refused, None) == grpc.StatusCode.UNAUTHENTICATED
-        assert send(grpc_port, refused, token[:-1] + "X") == grpc.StatusCode.UNAUTHENTICATED
-        assert send(grpc_port, taken, token) == grpc.StatusCode.OK
+        assert send(grpc_port, refused, None, refused=True) == grpc.StatusCode.UNAUTHENTICATED
+        wrong = token[:-1] + "X"
+        assert send(grpc_port, refused, wrong, refused=True) == grpc.StatusCode.UNAUTHENTICATED
+        assert send(grpc_port, taken, token, refused=False) == grpc.StatusCode.OK
         wait_until(lambda: taken in _sessions(api), timeout=10)
         assert refused not in _sessions(api)
         url = f"http://127.0.0.1:{api}/api/stats"
