@@ -77,6 +77,7 @@ def test_a_lone_surrogate_in_a_prompt_loses_nothing(
     assert stats["rows_dropped"] == 0
     assert stats["rows_sanitised"] >= 1
     assert stats["writer_restarts"] == 0
+    print(f"\nlone surrogate: {_stored(stack.db)} (sessions, requests) stored of 21; store {stats}")
 
     # The API answers for the live session (held in memory with its surrogate) and lists all.
     listed = stack.get("/api/sessions")
