@@ -41,8 +41,10 @@ from benchmarks.workload import (
     stop_process,
     table,
     until_core_idle,
+    wait_for,
     wait_http,
 )
+from clauditor.envoy.admin import AdminClient, announced_socket
 from clauditor.envoy.config import EnvoySettings, Upstream, render
 from clauditor.netaddr import HostPort, free_port
 from clauditor.supervisor import find_envoy
@@ -257,7 +259,7 @@ class Stack:
     upstream_port: int = 0
     core_pid: int = 0
     api_port: int = 0
-    admin_port: int = 0  # (c)'s Envoy admin
+    admin: Path | None = None  # (c)'s Envoy admin socket, as `up` announced it
     log: list[str] = field(default_factory=list)
 
     def spawn(self, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
@@ -281,10 +283,11 @@ class Stack:
 
     # (b)
     def start_plain_envoy(self, name: str = "b") -> None:
-        listen, admin = free_port(), free_port()
+        listen = free_port()
+        admin = self.tmp / f"envoy-plain-{name}.sock"
         settings = EnvoySettings(
             listen=HostPort(HOST, listen),
-            admin=HostPort(HOST, admin),
+            admin=admin,
             grpc=HostPort(HOST, free_port()),
             upstream=Upstream("http", HOST, self.upstream_port),
         )
@@ -292,17 +295,17 @@ class Stack:
         path.write_text(plain_envoy_config(settings))
         argv = [find_envoy(None), "-c", str(path), "--disable-hot-restart"]
         proc = self.spawn([*argv, "--log-level", "warning"])
-        wait_http(f"http://{HOST}:{admin}/ready")
+        wait_for(AdminClient(admin, timeout=1.0).ready, f"Envoy's admin at {admin}")
         self.targets[name] = Target(name, listen, pids=(proc.pid,))
 
     # (c)
     def start_clauditor(self) -> None:
-        listen, grpc, api, admin = (free_port() for _ in range(4))
+        listen, grpc, api = (free_port() for _ in range(3))
         argv = python_module(
             "clauditor",
             "up",
             *("--listen", f"{HOST}:{listen}", "--grpc", f"{HOST}:{grpc}"),
-            *("--api", f"{HOST}:{api}", "--envoy-admin", f"{HOST}:{admin}"),
+            *("--api", f"{HOST}:{api}"),
             *("--upstream", f"http://{HOST}:{self.upstream_port}"),
             *("--db", str(self.tmp / "clauditor.db"), "--log-level", "warning"),
         )
@@ -314,13 +317,14 @@ class Stack:
             for raw in proc.stdout:
                 line = raw.decode(errors="replace").rstrip()
                 self.log.append(line)
-                if "clauditor is up" in line:
+                self.admin = announced_socket(line) or self.admin
+                if "Stop with Ctrl-C." in line:  # the announcement's last line
                     ready.set()
 
         threading.Thread(target=pump, daemon=True).start()
         if not ready.wait(60):
             raise RuntimeError("clauditor up did not start:\n" + "\n".join(self.log[-30:]))
-        self.api_port, self.admin_port = api, admin
+        self.api_port = api
         wait_http(f"http://{HOST}:{api}/health")
         self.core_pid = int(self.stats()["pid"])
         envoy = [p for p in children(proc.pid) if p != self.core_pid]
@@ -352,14 +356,9 @@ class Stack:
     def envoy_ext_proc_stats(self) -> dict[str, int]:
         """Envoy's ext_proc counters and its flow-control ones: a side stream that backs up
         makes Envoy pause reading the client's request or the upstream's response."""
-        url = f"http://{HOST}:{self.admin_port}/stats"
-        text = httpx.get(url, params={"filter": "ext_proc|flow_control"}, timeout=5).text
-        out: dict[str, int] = {}
-        for line in text.splitlines():
-            key, _, value = line.partition(": ")
-            if value.strip().isdigit() and int(value):
-                out[key.replace("http.clauditor.ext_proc.", "")] = int(value)
-        return out
+        assert self.admin is not None
+        found = AdminClient(self.admin).stats("ext_proc|flow_control")
+        return {k.replace("http.clauditor.ext_proc.", ""): v for k, v in found.items() if v}
 
     def wait_core_idle(self, timeout: float = 30.0) -> None:
         until_core_idle(self.stats, timeout, interval=0.3)  # type: ignore[arg-type]

@@ -150,6 +150,15 @@ def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> N
         pass
 
 
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll check() until True, bounded in time."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready within {timeout} s")
+        time.sleep(0.1)
+
+
 def wait_http(url: str, timeout: float = 30.0, ok: Sequence[int] = (200,)) -> None:
     deadline = time.monotonic() + timeout
     last = ""

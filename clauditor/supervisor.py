@@ -12,9 +12,9 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -23,9 +23,21 @@ from pathlib import Path
 
 import httpx
 
+from clauditor.envoy.admin import (
+    SOCKET_NAME,
+    AdminClient,
+    AdminOff,
+    AdminSocket,
+    AdminSpec,
+    AdminTarget,
+    announce_line,
+    socket_in_use,
+)
 from clauditor.envoy.config import EnvoySettings, Upstream, default_ca_file, render
 from clauditor.netaddr import HostPort, port_in_use
+from clauditor.runtime import RuntimeDirError, instance_dir
 from clauditor.store.database import StoreError, open_database
+from clauditor.wire.auth import TOKEN_ENV, new_token
 
 log = logging.getLogger("clauditor.up")
 
@@ -39,11 +51,13 @@ class UpConfig:
     listen: HostPort
     grpc: HostPort
     api: HostPort
-    admin: HostPort
+    admin: AdminSpec  # default: a 0600 Unix socket in the runtime directory
     upstream: Upstream
     db: Path
     envoy: str | None = None
     envoy_log_level: str = "warning"
+    # The ext_proc token Envoy sends and the core requires; None: a new one per start.
+    ext_proc_token: str | None = field(default=None, repr=False)
     # The rest of the core's options, as `clauditor serve` takes them (--core-nice...).
     serve_args: tuple[str, ...] = field(default_factory=tuple)
 
@@ -79,6 +93,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 class Child:
     name: str
     argv: list[str]
+    # Set on top of this process's environment (secrets go here: argv is world-readable).
+    env: dict[str, str] = field(default_factory=dict, repr=False)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -86,7 +102,10 @@ class Child:
 
     def start(self) -> None:
         preexec: Callable[[], None] | None = _die_with_parent if sys.platform == "linux" else None
-        self.process = subprocess.Popen(self.argv, preexec_fn=preexec, stdin=subprocess.DEVNULL)
+        env = {**os.environ, **self.env} if self.env else None
+        self.process = subprocess.Popen(
+            self.argv, preexec_fn=preexec, stdin=subprocess.DEVNULL, env=env
+        )
         self.started_at = time.monotonic()
 
     @property
@@ -114,6 +133,9 @@ class Supervisor:
         self.out = out
         self._stop = threading.Event()
         self._runtime_dir: Path | None = None
+        self.admin: AdminTarget = None  # where the started Envoy's admin is (run() sets it)
+        # Envoy presents it on every ext_proc stream; the core refuses streams without it.
+        self.token = config.ext_proc_token or new_token()
         self.core: Child | None = None
         self.envoy: Child | None = None
 
@@ -121,33 +143,61 @@ class Supervisor:
     def preflight(self) -> str:
         cfg = self.config
         envoy = find_envoy(cfg.envoy)
-        for label, addr in (
-            ("--listen", cfg.listen),
-            ("--grpc", cfg.grpc),
-            ("--api", cfg.api),
-            ("--envoy-admin", cfg.admin),
-        ):
+        listeners = [("--listen", cfg.listen), ("--grpc", cfg.grpc), ("--api", cfg.api)]
+        if isinstance(cfg.admin, HostPort):
+            listeners.append(("--envoy-admin", cfg.admin))
+        for label, addr in listeners:
             if port_in_use(addr):
                 raise UpError(f"{label} {addr} is already in use (is clauditor already running?)")
+        admin = cfg.admin
+        if isinstance(admin, AdminSocket) and admin.path is not None and socket_in_use(admin.path):
+            raise UpError(f"--envoy-admin {admin.path} is already in use (another Envoy?)")
         try:
             open_database(cfg.db).conn.close()
         except StoreError as exc:
             raise UpError(str(exc)) from None
         return envoy
 
+    def _make_runtime_dir(self) -> Path:
+        """This run's private directory (0700): Envoy's config and its admin socket."""
+        try:
+            self._runtime_dir = instance_dir()
+        except RuntimeDirError as exc:
+            raise UpError(str(exc)) from None
+        admin = self.config.admin
+        if isinstance(admin, AdminSocket):
+            self.admin = admin.path or self._runtime_dir / SOCKET_NAME
+        elif isinstance(admin, AdminOff):
+            self.admin = None
+        else:
+            self.admin = admin
+        return self._runtime_dir
+
     def _write_envoy_config(self) -> Path:
         cfg = self.config
         settings = EnvoySettings(
             listen=cfg.listen,
-            admin=cfg.admin,
+            admin=self.admin,
             grpc=cfg.grpc,
             upstream=cfg.upstream,
             ca_file=default_ca_file(),
+            ext_proc_token=self.token,
         )
-        self._runtime_dir = Path(tempfile.mkdtemp(prefix="clauditor-"))
+        assert self._runtime_dir is not None
         path = self._runtime_dir / "envoy.yaml"
-        path.write_text(render(settings))
+        # 0600 from the start (never world-readable, not even for a moment).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(render(settings))
         return path
+
+    def _remove_runtime_files(self) -> None:
+        if self._runtime_dir is not None:
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+        # A socket path of the user's own choosing, outside the runtime directory.
+        admin = self.admin
+        if isinstance(admin, Path) and admin.is_socket():
+            admin.unlink(missing_ok=True)
 
     def _children(self, envoy_bin: str, envoy_config: Path) -> tuple[Child, Child]:
         cfg = self.config
@@ -168,6 +218,7 @@ class Supervisor:
                 cfg.upstream.url,
                 *cfg.serve_args,
             ],
+            env={TOKEN_ENV: self.token},
         )
         envoy = Child(
             "envoy",
@@ -188,12 +239,13 @@ class Supervisor:
 
     def run(self, ready: Callable[[], None] | None = None) -> int:
         envoy_bin = self.preflight()
-        envoy_config = self._write_envoy_config()
-        self.core, self.envoy = self._children(envoy_bin, envoy_config)
         previous = {
             sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         try:
+            self._make_runtime_dir()
+            envoy_config = self._write_envoy_config()
+            self.core, self.envoy = self._children(envoy_bin, envoy_config)
             self.core.start()
             self.envoy.start()
             if not self._wait_ready(timeout=30.0):
@@ -211,27 +263,38 @@ class Supervisor:
                     child.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self._runtime_dir is not None:
-                shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            self._remove_runtime_files()
+
+    def envoy_ready(self) -> bool:
+        """Envoy's admin says LIVE; without an admin, its listener accepts connections."""
+        if self.admin is None:
+            try:
+                with socket.create_connection(
+                    (self.config.listen.host, self.config.listen.port), timeout=1.0
+                ):
+                    return True
+            except OSError:
+                return False
+        return AdminClient(self.admin, timeout=1.0).ready()
+
+    def _core_ready(self, client: httpx.Client) -> bool:
+        try:
+            return client.get(f"{self.config.api.url}/health").status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        checks = {
-            "core": f"{self.config.api.url}/health",
-            "envoy": f"{self.config.admin.url}/ready",
-        }
-        pending = dict(checks)
+        pending = {"core", "envoy"}
         with httpx.Client(timeout=1.0, trust_env=False) as client:
             while pending and time.monotonic() < deadline and not self._stop.is_set():
-                for name, url in list(pending.items()):
+                for name in sorted(pending):
                     child = self.core if name == "core" else self.envoy
                     if child is not None and not child.alive():
                         raise UpError(f"{name} exited during start-up (see the log above)")
-                    try:
-                        if client.get(url).status_code == 200:
-                            del pending[name]
-                    except httpx.HTTPError:
-                        pass
+                    ready = self._core_ready(client) if name == "core" else self.envoy_ready()
+                    if ready:
+                        pending.discard(name)
                 self._stop.wait(0.1)
         return not pending
 
@@ -242,6 +305,7 @@ class Supervisor:
             f"  proxy   http://{cfg.listen} -> {cfg.upstream.url}\n"
             f"  api     {cfg.api.url}/api/sessions\n"
             f"  db      {cfg.db}\n"
+            f"{announce_line(self.admin)}\n"
             "Point Claude Code at it:\n"
             f"  export ANTHROPIC_BASE_URL=http://{cfg.listen}\n"
             "Stop with Ctrl-C."

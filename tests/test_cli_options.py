@@ -65,3 +65,53 @@ def test_defaults_forward_nothing_surprising(tmp_path: Path, no_start: dict[str,
     assert "--no-prompts" not in args and "--allow-non-loopback" not in args
     assert "--otlp-endpoint" not in args and "--allow-host" not in args
     assert args[args.index("--log-level") + 1] == "info"
+
+
+def test_the_ext_proc_token_never_goes_on_a_command_line(
+    tmp_path: Path, no_start: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLAUDITOR_EXT_PROC_TOKEN", raising=False)
+    runner = CliRunner()
+    db = ["--db", str(tmp_path / "h.db")]
+    done = runner.invoke(main, ["serve", *db], catch_exceptions=False)
+    assert done.exit_code == 0 and no_start.pop("serve").ext_proc_token is None
+    env = {"CLAUDITOR_EXT_PROC_TOKEN": "from-env"}
+    done = runner.invoke(main, ["serve", *db], env=env, catch_exceptions=False)
+    assert done.exit_code == 0 and no_start.pop("serve").ext_proc_token == "from-env"
+    assert "s3cret" not in repr(_core(tmp_path, "s3cret"))  # kept out of reprs and logs
+
+    done = runner.invoke(main, ["up", *db, "--ext-proc-token", "given"], catch_exceptions=False)
+    assert done.exit_code == 0
+    cfg = no_start.pop("up")
+    assert cfg.ext_proc_token == "given"
+    assert "given" not in cfg.serve_args  # it reaches the core in its environment instead
+
+
+def _core(tmp_path: Path, token: str) -> Any:
+    from clauditor.core import CoreConfig
+
+    return CoreConfig(db=tmp_path / "h.db", ext_proc_token=token)
+
+
+def test_up_makes_a_new_token_per_start_and_hands_it_over_in_the_environment(
+    tmp_path: Path,
+) -> None:
+    from clauditor.envoy.admin import AdminSocket
+    from clauditor.envoy.config import Upstream
+    from clauditor.netaddr import HostPort
+    from clauditor.supervisor import Supervisor, UpConfig
+
+    config = UpConfig(
+        listen=HostPort("127.0.0.1", 1),
+        grpc=HostPort("127.0.0.1", 2),
+        api=HostPort("127.0.0.1", 3),
+        admin=AdminSocket(),
+        upstream=Upstream.parse("http://127.0.0.1:4"),
+        db=tmp_path / "h.db",
+    )
+    one, two = Supervisor(config), Supervisor(config)
+    assert one.token != two.token and len(one.token) >= 40
+    core, envoy = one._children("envoy", tmp_path / "envoy.yaml")
+    assert core.env == {"CLAUDITOR_EXT_PROC_TOKEN": one.token}
+    assert one.token not in " ".join(core.argv + envoy.argv)
+    assert one.token not in repr(core) and one.token not in repr(config)

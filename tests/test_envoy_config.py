@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,32 @@ def test_plain_http_upstream_has_no_tls() -> None:
 def test_bad_upstreams_are_rejected(bad: str) -> None:
     with pytest.raises(UpstreamError):
         Upstream.parse(bad)
+
+
+def test_admin_as_a_unix_socket_or_off_validates(tmp_path: Path) -> None:
+    sock = tmp_path / "admin dir" / 'envoy "admin".sock'  # quoting survives odd paths
+    config = yaml.safe_load(render(replace(_embedded("http://127.0.0.1:8080"), admin=sock)))
+    assert config["admin"]["address"] == {"pipe": {"path": str(sock), "mode": 0o600}}
+    _validate(tmp_path, render(replace(_embedded("http://127.0.0.1:8080"), admin=sock)))
+    off = render(replace(_embedded("http://127.0.0.1:8080"), admin=None))
+    assert "admin" not in yaml.safe_load(off)
+    _validate(tmp_path, off)
+
+
+def test_the_ext_proc_token_is_sent_as_initial_metadata(tmp_path: Path) -> None:
+    settings = replace(_embedded("https://api.anthropic.com"), ext_proc_token="t0k-EN_x")
+    text = render(settings)
+    _validate(tmp_path, text)
+    hcm = yaml.safe_load(text)["static_resources"]["listeners"][0]["filter_chains"][0]
+    ext_proc = hcm["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+    assert ext_proc["grpc_service"]["initial_metadata"] == [
+        {"key": "x-clauditor-token", "value": "t0k-EN_x"}
+    ]
+    assert "t0k-EN_x" not in repr(settings)  # kept out of reprs (logs, tracebacks)
+    # Without a token (the compose file) no metadata is sent.
+    plain = yaml.safe_load(render(_embedded("https://api.anthropic.com")))
+    hcm = plain["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    assert (
+        "initial_metadata"
+        not in hcm["typed_config"]["http_filters"][0]["typed_config"]["grpc_service"]
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from clauditor.api.guard import CrossOriginGuard
+from clauditor.api.responses import SafeJSONResponse
 from clauditor.broadcast.sse import watch_response
 from clauditor.clock import iso
 
@@ -23,7 +24,13 @@ def _days_ok(session: dict[str, Any], cutoff: str | None) -> bool:
 
 
 def create_app(core: Core) -> FastAPI:
-    app = FastAPI(title="clauditor", version=core.version, docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="clauditor",
+        version=core.version,
+        docs_url="/docs",
+        redoc_url=None,
+        default_response_class=SafeJSONResponse,
+    )
     # No CORS, and browser requests from another origin are refused (added first, so it
     # runs after the Host check below).
     app.add_middleware(CrossOriginGuard)
@@ -65,7 +72,7 @@ def create_app(core: Core) -> FastAPI:
             return live
         stored = await core.store.session_detail(session_id)
         if stored is None:
-            return JSONResponse(
+            return SafeJSONResponse(
                 {"error": "not_found", "detail": f"no session {session_id!r}"}, status_code=404
             )
         return stored
@@ -124,7 +131,7 @@ def create_app(core: Core) -> FastAPI:
     async def diagnosis(session_id: str) -> Any:
         found = await core.store.diagnosis(session_id)
         if found is None:
-            return JSONResponse(
+            return SafeJSONResponse(
                 {"error": "not_found", "detail": f"no session {session_id!r}"}, status_code=404
             )
         return found

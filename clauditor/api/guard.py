@@ -16,9 +16,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 _FOREIGN_SITES = (b"cross-site", b"same-site")  # same-site: another port of this host
 
 
+# Headers this guard (or the Host check) decides on: one of each, or the request is refused.
+# With two, one reader could take the first and another the last (Starlette's Host check
+# reads the first, a dict the last), so a request could pass each check with a different one.
+_SINGLE = (b"origin", b"host", b"sec-fetch-site")
+
+
 def _refusal(scope: Scope) -> str | None:
     """Why a request is refused, or None."""
-    headers = dict(scope.get("headers") or [])
+    raw = scope.get("headers") or []
+    for name in _SINGLE:
+        if sum(1 for key, _ in raw if key == name) > 1:
+            return f"more than one {name.decode().title()} header"
+    headers = dict(raw)
     origin = headers.get(b"origin")
     if origin is not None:
         host = headers.get(b"host", b"")

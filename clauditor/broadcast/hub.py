@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from clauditor.broadcast.names import display_name
 from clauditor.clock import Clock, iso
+from clauditor.safetext import utf8_json
 from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
 from clauditor.sessions.tracker import TURN_KINDS, TrackerListener
 
@@ -68,8 +69,9 @@ class WatchEvent:
     def wire(self) -> bytes:
         """The SSE frame, encoded once however many subscribers receive it."""
         if self._wire is None:
-            body = json.dumps(self.payload, separators=(",", ":"), ensure_ascii=False)
-            self._wire = b"data: " + body.encode() + b"\n\n"
+            # utf8_json: a lone surrogate from a prompt becomes U+FFFD, not an error.
+            body = utf8_json(self.payload, separators=(",", ":"))
+            self._wire = b"data: " + body + b"\n\n"
         return self._wire
 
     def replayed(self) -> WatchEvent:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from importlib import resources
 from string import Template
 from urllib.parse import urlsplit
 
+from clauditor.envoy.admin import AdminTarget
 from clauditor.netaddr import HostPort
+from clauditor.wire.auth import TOKEN_METADATA
 
 _TLS_BLOCK = """\
     transport_socket:
@@ -22,6 +25,23 @@ _TLS_BLOCK = """\
             match_typed_subject_alt_names:
             - san_type: DNS
               matcher: { exact: ${host} }
+"""
+
+# Envoy's admin: on a Unix socket only this user may connect to (mode 0600), or on TCP.
+_ADMIN_PIPE = """\
+admin:
+  address:
+    pipe: { path: ${path}, mode: 384 }  # 0600: this user only
+"""
+_ADMIN_TCP = """\
+admin:
+  address:
+    socket_address: { address: ${host}, port_value: ${port} }
+"""
+
+_TOKEN = """\
+                initial_metadata:
+                - { key: ${key}, value: ${value} }
 """
 
 # Debian/Ubuntu (and the official Envoy image) keep the system CA bundle here.
@@ -67,10 +87,13 @@ class Upstream:
 @dataclass(frozen=True)
 class EnvoySettings:
     listen: HostPort
-    admin: HostPort
+    admin: AdminTarget  # a socket path, a TCP address, or None: no admin
     grpc: HostPort
     upstream: Upstream
     ca_file: str = SYSTEM_CA_FILE
+    # Sent as x-clauditor-token on every ext_proc stream (the core refuses others); None:
+    # none sent (the compose file: that core runs without a token).
+    ext_proc_token: str | None = field(default=None, repr=False)
 
 
 def default_ca_file() -> str:
@@ -91,13 +114,29 @@ def _yaml_host(host: str) -> str:
     return f'"{host}"'
 
 
+def _token_block(token: str | None) -> str:
+    if token is None:
+        return ""
+    # This file is written 0600: the token must not be readable by other users.
+    return Template(_TOKEN).substitute(key=TOKEN_METADATA, value=json.dumps(token))
+
+
+def _admin_block(admin: AdminTarget) -> str:
+    if admin is None:
+        return ""  # Envoy without an `admin` section serves no admin at all
+    if isinstance(admin, HostPort):
+        return Template(_ADMIN_TCP).substitute(host=_yaml_host(admin.host), port=admin.port)
+    # A JSON string is a YAML double-quoted scalar: any path is quoted safely.
+    return Template(_ADMIN_PIPE).substitute(path=json.dumps(str(admin)))
+
+
 def render(settings: EnvoySettings) -> str:
     template = Template(resources.files("clauditor.envoy").joinpath("envoy.yaml.tmpl").read_text())
     up = settings.upstream
     tls = Template(_TLS_BLOCK).substitute(host=up.host, ca_file=settings.ca_file) if up.tls else ""
     return template.substitute(
-        admin_host=_yaml_host(settings.admin.host),
-        admin_port=settings.admin.port,
+        admin=_admin_block(settings.admin),
+        ext_proc_token=_token_block(settings.ext_proc_token),
         listen_host=_yaml_host(settings.listen.host),
         listen_port=settings.listen.port,
         grpc_host=_yaml_host(settings.grpc.host),
@@ -110,7 +149,9 @@ def render(settings: EnvoySettings) -> str:
 
 
 # The top-level envoy.yaml (docker compose): Envoy listens on all interfaces *inside*
-# its container; compose publishes the port on the host's 127.0.0.1 only.
+# its container; compose publishes the port on the host's 127.0.0.1 only. Its admin stays
+# on the container's own loopback (TCP, for the compose healthcheck), published nowhere:
+# only processes inside the Envoy container reach it.
 COMPOSE_SETTINGS = EnvoySettings(
     listen=HostPort("0.0.0.0", 10000),
     admin=HostPort("127.0.0.1", 9901),

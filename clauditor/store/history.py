@@ -10,7 +10,7 @@ import sqlite_utils
 
 from clauditor.clock import iso
 from clauditor.diagnosis.rules import Finding, SessionRows, diagnose
-from clauditor.store.rows import session_api_from_row
+from clauditor.store.rows import json_column, session_api_from_row
 
 _SESSION_TABLES = ("turns", "requests", "tool_calls", "compactions", "diagnoses")
 
@@ -100,8 +100,8 @@ def stored_findings(db: sqlite_utils.Database, session_id: str) -> list[dict[str
             "code": r["code"],
             "severity": r["severity"],
             "message": r["message"],
-            "evidence": json.loads(r["evidence_json"] or "{}"),
-            "advice": json.loads(r["advice_json"] or "[]"),
+            "evidence": json_column(r["evidence_json"], {}),
+            "advice": json_column(r["advice_json"], []),
         }
         for r in db.query(
             "select * from diagnoses where session_id = ? order by severity desc, code",

@@ -148,6 +148,18 @@ def tool_call_row(c: ToolCall) -> dict[str, Any]:
     }
 
 
+def json_column(text: str | None, default: Any) -> Any:
+    """A JSON column, or `default` when it is empty or not JSON of default's type: one
+    damaged row must not fail the query that reads it."""
+    if not text:
+        return default
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return default
+    return value if isinstance(value, type(default)) else default
+
+
 def _usd(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
@@ -176,7 +188,7 @@ def session_from_row(row: dict[str, Any]) -> Session:
         request_count=row["requests"] or 0,
         tool_call_count=row["tool_calls"] or 0,
         tool_failures=row["tool_failures"] or 0,
-        tools=Counter(json.loads(row["tools_json"] or "{}")),
+        tools=Counter(json_column(row["tools_json"], {})),
         tokens=TokenCounts(
             input=row["input_tokens"] or 0,
             output=row["output_tokens"] or 0,
@@ -188,7 +200,7 @@ def session_from_row(row: dict[str, Any]) -> Session:
         errors=row["errors"] or 0,
         retries=row["retries"] or 0,
         ended_at=parse_iso(row["ended_at"]),
-        unverified_reasons=json.loads(row.get("unverified_reasons_json") or "[]"),
+        unverified_reasons=json_column(row.get("unverified_reasons_json"), []),
     )
     # The signal totals keep counting too (row.get: columns of later schema versions).
     sig = session.signals
@@ -271,7 +283,7 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "requests": row["requests"],
         "tool_calls": row["tool_calls"],
         "tool_failures": row["tool_failures"],
-        "tools": json.loads(row["tools_json"] or "{}"),
+        "tools": json_column(row["tools_json"], {}),
         "input_tokens": row["input_tokens"],
         "output_tokens": row["output_tokens"],
         "cache_read_tokens": row["cache_read_tokens"],
@@ -281,7 +293,7 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "retries": row["retries"],
         "in_flight": 0,
         "verified": row.get("verified") != 0,
-        "unverified_reasons": json.loads(row.get("unverified_reasons_json") or "[]"),
+        "unverified_reasons": json_column(row.get("unverified_reasons_json"), []),
         "background_agents": 0,
         "first_prompt": row["first_prompt"],
         "last_text": row["summary"],
@@ -350,7 +362,7 @@ def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "cache_read_tokens": row["cache_read_tokens"],
         "cache_creation_tokens": row["cache_creation_tokens"],
         **_tokens(row, "aborted_").as_api("aborted_"),
-        "tool_uses": json.loads(row["tool_uses_json"] or "[]"),
+        "tool_uses": json_column(row["tool_uses_json"], []),
         "error_type": row["error_type"],
         "trace_id": row["trace_id"],
         "parent_tool_use_id": row["parent_tool_use_id"],

@@ -4,6 +4,13 @@ Rows are flushed at least every `interval` seconds, so a crash loses at most tha
 much. If the disk is full or the file read-only, the batch is kept (bounded) and
 retried, the error logged when it starts and then once per minute, the recovery logged
 too, and live views keep working.
+
+Nothing lost, nothing false: a batch that fails for any other reason is written again
+row by row, so one bad row costs only itself. That row is retried once with its text
+scrubbed (lone surrogates → U+FFFD, `clauditor.safetext`), and if it still fails it is
+dropped. Every row that does not reach the file is counted by reason (`dropped`), and
+so is every row written scrubbed (`sanitised`). Should the thread die anyway, it is
+started again (`restarts`) and the rows it held are counted as dropped.
 """
 
 from __future__ import annotations
@@ -13,12 +20,14 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from clauditor.safetext import scrub
 from clauditor.store.database import open_database
 
 log = logging.getLogger(__name__)
@@ -33,10 +42,51 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
 }
 # Tools whose input summary is a file path: recall searches the paths a session touched.
 PATH_TOOLS = ("Read", "Edit", "Write", "MultiEdit", "NotebookEdit")
+# Why a row never reached the file (the keys of `dropped`, and the metric's reasons).
+DROP_REASONS = ("queue_full", "bad_row", "writer_crash", "shutdown")
 
 Row = dict[str, Any]
+Key = tuple[str, tuple[Any, ...]]
 Task = Callable[[sqlite_utils.Database], object]
 _STOP = object()
+
+# Errors of the file rather than of a row: the batch is kept and retried as it is.
+_FILE_ERRORS = (
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_READONLY",
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_CANTOPEN",
+    "SQLITE_NOMEM",
+    "SQLITE_PROTOCOL",
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+)
+# The same, by message (Python < 3.11 has no sqlite_errorname).
+_FILE_MESSAGES = (
+    "disk is full",
+    "disk i/o error",
+    "readonly",
+    "read-only",
+    "is locked",
+    "unable to open",
+    "out of memory",
+    "malformed",
+    "not a database",
+)
+
+
+def is_file_error(exc: BaseException) -> bool:
+    """True when exc says the database file cannot be written now (disk full, read-only,
+    locked...): retrying the same rows later can succeed. False for a row's own fault."""
+    if not isinstance(exc, sqlite3.OperationalError) and type(exc) is not sqlite3.DatabaseError:
+        return False
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(_FILE_ERRORS):
+        return True
+    message = str(exc).lower()
+    return any(m in message for m in _FILE_MESSAGES)
 
 
 class StoreWriter:
@@ -46,20 +96,53 @@ class StoreWriter:
         self.max_pending = max_pending
         self._queue: queue.SimpleQueue[tuple[str, Row] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._stop_event = threading.Event()  # cuts a restart's backoff short at stop()
         self._flushed = threading.Condition()
         self._enqueued = 0
         self._written_upto = 0
+        # The writer thread's own state, on self so that a restarted thread goes on.
+        self._pending: dict[Key, Row] = {}
+        self._tasks: list[Task] = []
+        self._taken = 0
         self.rows_written = 0
-        self.write_errors = 0
-        self.dropped_rows = 0
+        self.write_errors = 0  # failed batches, kept and retried (disk full, read-only...)
+        self.dropped: Counter[str] = Counter({reason: 0 for reason in DROP_REASONS})
+        self.rows_sanitised = 0
+        self.restarts = 0
         self.task_errors = 0
         self.last_error: str | None = None
+        self._last_drop_log = 0.0
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         db = open_database(self.path)  # raises StoreError up front, on the caller's thread
         db.conn.close()
-        self._thread = threading.Thread(target=self._run, name="clauditor-store", daemon=True)
+        self._stopping = False
+        self._stop_event.clear()
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="clauditor-store", daemon=True)
         self._thread.start()
+
+    def ensure_running(self) -> bool:
+        """Start the thread again if it died (the core calls this every second); True if
+        it had to. A thread that raised is restarted by itself; this catches the rest."""
+        if self._thread is None or self._stopping or self._thread.is_alive():
+            return False
+        self.restarts += 1
+        self._lose_held("writer_crash")
+        log.error("the store writer thread had stopped; started it again")
+        self._spawn()
+        return True
 
     def put(self, table: str, row: Row) -> None:
         """Thread-safe and non-blocking; called from the event loop."""
@@ -86,15 +169,105 @@ class StoreWriter:
     def stop(self, timeout: float = 5.0) -> None:
         if self._thread is None:
             return
+        self._stopping = True
+        self._stop_event.set()
         self._queue.put(_STOP)
         self._thread.join(timeout)
         self._thread = None
 
+    def stats(self) -> dict[str, Any]:
+        return {
+            "rows_written": self.rows_written,
+            "write_errors": self.write_errors,
+            "rows_dropped": self.rows_dropped,
+            "rows_dropped_by_reason": dict(self.dropped),
+            "rows_sanitised": self.rows_sanitised,
+            "writer_alive": self.alive,
+            "writer_restarts": self.restarts,
+            "task_errors": self.task_errors,
+            "last_error": self.last_error,
+        }
+
+    # -- the thread ---------------------------------------------------------------------
+    def _main(self) -> None:
+        """Run the loop; if it raises, count it, drop what it held and run it again."""
+        backoff = self.interval
+        while True:
+            try:
+                self._run()
+                return
+            except Exception:
+                self.restarts += 1
+                self._lose_held("writer_crash")
+                log.exception("the store writer failed; starting it again in %.1f s", backoff)
+            # A file that keeps failing to open must not make this a busy loop.
+            if self._stop_event.wait(backoff):
+                self._drain_at_stop()
+                return
+            backoff = min(backoff * 2, 10.0)
+
+    def _drain_at_stop(self) -> None:
+        """Stopping while the loop is down: what is still queued will not be written."""
+        lost = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                self._taken += 1
+                lost += not callable(item)
+        self._drop("shutdown", lost)
+        self._lose_held("shutdown")
+
+    def _lose_held(self, reason: str) -> None:
+        """Count the rows the thread held as dropped, and release flush() waiters."""
+        self._drop(reason, len(self._pending))
+        self._pending = {}
+        self._tasks = []
+        with self._flushed:
+            self._written_upto = self._taken
+            self._flushed.notify_all()
+
+    def _drop(self, reason: str, n: int = 1) -> None:
+        if n <= 0:
+            return
+        self.dropped[reason] += n
+        now = time.monotonic()
+        if now - self._last_drop_log > 60:
+            self._last_drop_log = now
+            log.error(
+                "store: %d row(s) not written (%s); %d dropped in all, see /api/stats",
+                n,
+                reason,
+                self.rows_dropped,
+            )
+
+    def _take(self, item: tuple[str, Row]) -> None:
+        table, row = item
+        try:
+            key = (table, tuple(row[k] for k in PRIMARY_KEYS[table]))
+            hash(key)
+        except Exception:  # no such table, a key column missing or unhashable
+            self._drop("bad_row")
+            return
+        pending = self._pending
+        if key in pending:
+            pending[key].update(row)
+        else:
+            pending[key] = row
+        if len(pending) > self.max_pending:
+            pending.pop(next(iter(pending)))
+            self._drop("queue_full")
+
     def _run(self) -> None:
         db = open_database(self.path)
-        pending: dict[tuple[str, tuple[Any, ...]], Row] = {}
-        tasks: list[Task] = []
-        taken = 0
+        try:
+            self._loop(db)
+        finally:
+            db.conn.close()
+
+    def _loop(self, db: sqlite_utils.Database) -> None:
         last_report = 0.0
         failed_in_a_row = 0  # the first failure of a run is always logged, then once a minute
         stopping = False
@@ -108,23 +281,15 @@ class StoreWriter:
                 if item is _STOP:
                     stopping = True
                     break
-                taken += 1
+                self._taken += 1
                 if callable(item):
-                    tasks.append(item)
+                    self._tasks.append(item)
                     break  # write what came before it, then run it
-                table, row = item  # type: ignore[misc]
-                key = (table, tuple(row[k] for k in PRIMARY_KEYS[table]))
-                if key in pending:
-                    pending[key].update(row)
-                else:
-                    pending[key] = row
-                if len(pending) > self.max_pending:
-                    pending.pop(next(iter(pending)))
-                    self.dropped_rows += 1
-            if pending:
+                self._take(item)  # type: ignore[arg-type]
+            if self._pending:
                 try:
-                    self._write(db, pending)
-                except sqlite3.Error as exc:
+                    self._write_pending(db)
+                except sqlite3.Error as exc:  # the file's fault: keep the rows, retry
                     self.write_errors += 1
                     failed_in_a_row += 1
                     self.last_error = str(exc)
@@ -138,35 +303,84 @@ class StoreWriter:
                             self.path,
                             exc,
                             getattr(exc, "sqlite_errorname", type(exc).__name__),
-                            len(pending),
+                            len(self._pending),
                             self.interval,
                         )
                     if stopping:
-                        log.error("stopping: %d rows not written to %s", len(pending), self.path)
+                        log.error(
+                            "stopping: %d rows not written to %s", len(self._pending), self.path
+                        )
+                        self._lose_held("shutdown")
                         break
                     continue
-                self.rows_written += len(pending)
-                pending = {}
                 self.last_error = None
                 if failed_in_a_row:
                     log.warning(
                         "writes to %s resumed after %d failed attempts", self.path, failed_in_a_row
                     )
                     failed_in_a_row = 0
-            for fn in tasks:
+            for fn in self._tasks:
                 try:
                     fn(db)
                 except Exception:
                     self.task_errors += 1
                     log.exception("store task failed")
-            tasks = []
+            self._tasks = []
             with self._flushed:
-                self._written_upto = taken
+                self._written_upto = self._taken
                 self._flushed.notify_all()
-        db.conn.close()
+
+    def _write_pending(self, db: sqlite_utils.Database) -> None:
+        """Write the pending batch; raises only the file's errors (pending kept then)."""
+        pending = self._pending
+        try:
+            self._write(db, pending)
+        except Exception as exc:
+            if is_file_error(exc):
+                raise
+            self._write_one_by_one(db)
+            return
+        self.rows_written += len(pending)
+        self._pending = {}
+
+    def _write_one_by_one(self, db: sqlite_utils.Database) -> None:
+        """Some row of the batch is bad: write each alone, scrub a failing one and try it
+        once more, drop it if that fails too. A file error stops this and keeps the rest."""
+        pending = self._pending
+        for key in list(pending):
+            row = pending[key]
+            error = self._try_write(db, key, row)
+            if error is not None:
+                clean = scrub(row)
+                if clean != row:
+                    error = self._try_write(db, key, clean)
+                    if error is None:
+                        self.rows_sanitised += 1
+                if error is not None:
+                    log.warning(
+                        "store: dropped a %s row that cannot be written: %s: %s",
+                        key[0],
+                        type(error).__name__,
+                        error,
+                    )
+                    self._drop("bad_row")
+            if error is None:
+                self.rows_written += 1
+            del pending[key]
+
+    def _try_write(self, db: sqlite_utils.Database, key: Key, row: Row) -> Exception | None:
+        """Write one row: None when written, the error when the row is at fault; the
+        file's errors are raised (the caller keeps what is left)."""
+        try:
+            self._write(db, {key: row})
+        except Exception as exc:
+            if is_file_error(exc):
+                raise
+            return exc
+        return None
 
     @staticmethod
-    def _write(db: Any, pending: dict[tuple[str, tuple[Any, ...]], Row]) -> None:
+    def _write(db: Any, pending: dict[Key, Row]) -> None:
         by_table: dict[str, list[Row]] = {}
         for (table, _), row in pending.items():
             by_table.setdefault(table, []).append(row)

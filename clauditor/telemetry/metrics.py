@@ -15,6 +15,7 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 from opentelemetry.util.types import Attributes
 
+from clauditor.safetext import scrub_text
 from clauditor.sessions.models import RequestRecord, Session, ToolCall, Turn
 from clauditor.sessions.tracker import SessionTracker, TrackerListener
 from clauditor.telemetry import names as n
@@ -37,6 +38,7 @@ class LabelGuard:
     def __call__(self, value: str | None) -> str:
         if not value:
             return UNKNOWN
+        value = scrub_text(value)  # a lone surrogate (a model name from the body) fails /metrics
         if value in self.seen:
             return value
         if len(self.seen) >= self.limit:
@@ -244,6 +246,10 @@ class Observables:
         observe(m, n.BUS_EVENTS, self._bus)
         observe(m, n.STORE_ROWS, lambda: _obs(self.stats()["store"]["rows_written"]))
         observe(m, n.STORE_WRITE_ERRORS, lambda: _obs(self.stats()["store"]["write_errors"]))
+        observe(m, n.STORE_ROWS_DROPPED, self._store_dropped)
+        observe(m, n.STORE_ROWS_SANITISED, lambda: _obs(self.stats()["store"]["rows_sanitised"]))
+        observe(m, n.STORE_WRITER_ALIVE, lambda: _obs(int(self.stats()["store"]["writer_alive"])))
+        observe(m, n.STORE_WRITER_RESTARTS, lambda: _obs(self.stats()["store"]["writer_restarts"]))
         observe(m, n.TRACKER_ANOMALIES, self._tracker)
         observe(m, n.DRIFT, self._drift)
         observe(m, n.TELEMETRY_SPANS, self._spans)
@@ -282,7 +288,7 @@ class Observables:
         w = self.stats()["wire"]
         return [
             Observation(w[f"streams_{state}"], {n.LABEL_STATE: state})
-            for state in ("opened", "closed", "failed")
+            for state in ("opened", "closed", "failed", "refused")
         ]
 
     def _wire_errors(self) -> list[Observation]:
@@ -316,6 +322,10 @@ class Observables:
                 attrs = {n.LABEL_CONSUMER: consumer["name"], n.LABEL_OUTCOME: outcome}
                 out.append(Observation(consumer[outcome], attrs))
         return out
+
+    def _store_dropped(self) -> list[Observation]:
+        reasons = self.stats()["store"]["rows_dropped_by_reason"]
+        return [Observation(v, {n.LABEL_REASON: k}) for k, v in reasons.items()]
 
     def _tracker(self) -> list[Observation]:
         t = self.stats()["tracker"]

@@ -344,7 +344,7 @@ WIRE_STREAMS = _m(
     "clauditor.wire.streams",
     "observable_counter",
     "{stream}",
-    "ext_proc side streams by state (opened, closed, failed).",
+    "ext_proc side streams by state (opened, closed, failed; refused: no or a wrong token).",
     "clauditor_wire_streams_total",
 )
 WIRE_ACTIVE_STREAMS = _m(
@@ -410,6 +410,34 @@ STORE_WRITE_ERRORS = _m(
     "Failed SQLite write batches.",
     "clauditor_store_write_errors_total",
 )
+STORE_ROWS_DROPPED = _m(
+    "clauditor.store.rows_dropped",
+    "observable_counter",
+    "{row}",
+    "Rows that never reached SQLite, by reason (queue_full, bad_row, writer_crash, shutdown).",
+    "clauditor_store_rows_dropped_total",
+)
+STORE_ROWS_SANITISED = _m(
+    "clauditor.store.rows_sanitised",
+    "observable_counter",
+    "{row}",
+    "Rows written only once their lone UTF-16 surrogates were replaced by U+FFFD.",
+    "clauditor_store_rows_sanitised_total",
+)
+STORE_WRITER_ALIVE = _m(
+    "clauditor.store.writer_alive",
+    "observable_gauge",
+    "1",
+    "1 while the store's writer thread runs, else 0.",
+    "clauditor_store_writer_alive",
+)
+STORE_WRITER_RESTARTS = _m(
+    "clauditor.store.writer_restarts",
+    "observable_counter",
+    "{restart}",
+    "Times the store's writer thread died and was started again.",
+    "clauditor_store_writer_restarts_total",
+)
 TRACKER_ANOMALIES = _m(
     "clauditor.tracker.anomalies",
     "observable_counter",
@@ -462,6 +490,10 @@ METRICS: tuple[MetricSpec, ...] = (
     BUS_EVENTS,
     STORE_ROWS,
     STORE_WRITE_ERRORS,
+    STORE_ROWS_DROPPED,
+    STORE_ROWS_SANITISED,
+    STORE_WRITER_ALIVE,
+    STORE_WRITER_RESTARTS,
     TRACKER_ANOMALIES,
     TELEMETRY_SPANS,
 )

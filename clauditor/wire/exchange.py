@@ -33,6 +33,8 @@ class WireStats:
     streams_opened: int = 0
     streams_closed: int = 0
     streams_failed: int = 0
+    # Refused before anything was read: no or a wrong ext_proc token (not opened).
+    streams_refused: int = 0
     messages: int = 0
     body_bytes: int = 0
     consumer_errors: int = 0

@@ -3,6 +3,11 @@
 Envoy runs the filter in observability mode, so it never waits for a reply and
 clauditor sends none. If someone runs the filter in normal mode instead, each
 message gets an immediate CONTINUE so traffic still flows.
+
+With a token (`--ext-proc-token`; `up` makes one per start), a stream whose metadata
+lacks it (`x-clauditor-token`, sent by Envoy's grpc_service `initial_metadata`) is
+aborted UNAUTHENTICATED before a single message is read, and counted: any other local
+process could otherwise inject forged exchanges (sessions, costs) into the history.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import grpc
 
 from clauditor.clock import Clock
 from clauditor.wire import protocol as pb
+from clauditor.wire.auth import TOKEN_METADATA, matches, presented
 from clauditor.wire.exchange import ExchangeObserver, ExchangeSink, Headers, WireStats
 
 log = logging.getLogger(__name__)
@@ -41,17 +47,47 @@ def decode_headers(header_map: Any) -> Headers:
 
 
 class ExtProcServicer:
-    def __init__(self, sink: ExchangeSink, clock: Clock, stats: WireStats | None = None) -> None:
+    def __init__(
+        self,
+        sink: ExchangeSink,
+        clock: Clock,
+        stats: WireStats | None = None,
+        *,
+        token: str | None = None,
+    ) -> None:
         self._sink = sink
         self._clock = clock
         self.stats = stats or WireStats()
         self._ids = itertools.count(1)
+        self._token = token.encode() if token else None
+        self._refusals_logged = float("-inf")
+
+    def _authorised(self, context: grpc.aio.ServicerContext) -> bool:
+        if self._token is None:
+            return True
+        return matches(presented(context.invocation_metadata()), self._token)
+
+    async def _refuse(self, context: grpc.aio.ServicerContext) -> None:
+        self.stats.streams_refused += 1
+        now = self._clock.now()
+        if now - self._refusals_logged > 60:  # a flood must not flood the log
+            self._refusals_logged = now
+            log.warning(
+                "refused an ext_proc stream from %s without the right %s (%d refused so far)",
+                context.peer(),
+                TOKEN_METADATA,
+                self.stats.streams_refused,
+            )
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong ext_proc token")
 
     async def Process(
         self,
         request_iterator: AsyncIterator[pb.ProcessingRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.ProcessingResponse]:
+        if not self._authorised(context):
+            await self._refuse(context)  # raises: the stream ends here, nothing read
+            return
         stats = self.stats
         stats.streams_opened += 1
         stats.active += 1

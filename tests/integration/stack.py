@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from clauditor.envoy.admin import AdminClient, announced_socket
 from clauditor.netaddr import free_port
 from tests.helpers import body_bytes, wait_until
 
@@ -22,8 +23,9 @@ class Stack:
     listen: int
     grpc: int
     api: int
-    admin: int
     db: Path
+    # Envoy's admin, as `up` announced it: its Unix socket (the default, mode 0600).
+    admin: Path | None = None
     log: list[str] = field(default_factory=list)
 
     @property
@@ -81,15 +83,13 @@ class Stack:
     def session(self, session_id: str) -> dict:
         return self.get(f"/api/sessions/{session_id}").json()
 
+    @property
+    def envoy_admin(self) -> AdminClient:
+        assert self.admin is not None, "this stack runs Envoy without an admin socket"
+        return AdminClient(self.admin)
+
     def envoy_stat(self, name: str) -> int:
-        text = httpx.get(
-            f"http://127.0.0.1:{self.admin}/stats?filter={name}", timeout=5, trust_env=False
-        ).text
-        for line in text.splitlines():
-            key, _, value = line.partition(": ")
-            if key == name:
-                return int(value)
-        return 0
+        return self.envoy_admin.stat(name)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -115,14 +115,13 @@ def recorded_headers(
 
 
 def start_stack(upstream: str, tmp: Path, *extra: str, idle_timeout: float = 300.0) -> Stack:
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port() for _ in range(3)]
     db = tmp / "clauditor.db"
     argv = [
         sys.executable, "-m", "clauditor", "up",
         "--listen", f"127.0.0.1:{ports[0]}",
         "--grpc", f"127.0.0.1:{ports[1]}",
         "--api", f"127.0.0.1:{ports[2]}",
-        "--envoy-admin", f"127.0.0.1:{ports[3]}",
         "--upstream", upstream,
         "--db", str(db),
         "--idle-timeout", str(idle_timeout),
@@ -139,7 +138,8 @@ def start_stack(upstream: str, tmp: Path, *extra: str, idle_timeout: float = 300
         assert proc.stdout is not None
         for line in proc.stdout:
             stack.log.append(line.rstrip("\n"))
-            if "clauditor is up" in line:
+            stack.admin = announced_socket(line) or stack.admin
+            if "Stop with Ctrl-C." in line:  # the announcement's last line
                 ready.set()
 
     threading.Thread(target=pump, daemon=True).start()

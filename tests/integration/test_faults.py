@@ -16,7 +16,6 @@ that is down: test_telemetry_otlp.py.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import resource
 import signal
@@ -28,7 +27,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from clauditor.testing.client import TurnResult
@@ -282,11 +280,7 @@ def test_envoy_killed_under_up_is_restarted_and_tracking_resumes(
                 pids = [p for p in children(stack.proc.pid) if p not in (core, envoy)]
                 if not pids:
                     return None
-                with contextlib.suppress(httpx.HTTPError):
-                    url = f"http://127.0.0.1:{stack.admin}/ready"
-                    if httpx.get(url, timeout=1, trust_env=False).status_code == 200:
-                        return pids[0]
-                return None
+                return pids[0] if stack.envoy_admin.ready() else None
 
             await asyncio.to_thread(wait_until, envoy_back, 15, 0.1)
             assert stack.core_pid() == core  # the core never went away

@@ -1,13 +1,14 @@
 """Security: loopback-only listeners, a browser-proof API, and no secret anywhere.
 
-- Every listener of a running `clauditor up` (Envoy's proxy and admin, the core's gRPC and
-  API) is on 127.0.0.1, read from /proc for the processes themselves.
+- Every listener of a running `clauditor up` (Envoy's proxy, the core's gRPC and API) is on
+  127.0.0.1, read from /proc for the processes themselves; Envoy's admin is no TCP port at
+  all (a 0600 Unix socket: test_envoy_admin.py).
 - The API refuses cross-origin browser requests and preflights (no CORS header, ever) and
   requests whose Host is not a loopback name (DNS rebinding).
 - After a run with an API key, an `Authorization: Bearer` token and a cookie on every
   request, none of them is in the SQLite files, the whole log, any exported span or any
   /watch event; nor is a file's contents sent back as a tool_result in the watch feed.
-- A non-loopback --listen/--grpc/--api/--envoy-admin needs --allow-non-loopback (or
+- A non-loopback --listen/--grpc/--api (or a TCP --envoy-admin) needs --allow-non-loopback (or
   CLAUDITOR_ALLOW_NON_LOOPBACK) and prints a warning; without it, a one-line error.
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,11 @@ import pytest
 from click.testing import CliRunner
 
 from clauditor.cli import main
+from clauditor.envoy.admin import AdminSocket, parse_admin
 from clauditor.netaddr import HostPort
 from clauditor.testing.client import API_KEY
 from clauditor.testing.fake_upstream import FakeUpstream
-from tests.helpers import wait_until
+from tests.helpers import fixture_posts, wait_until
 from tests.integration.otlp_receiver import Receiver, otlp_receiver
 from tests.integration.reliability import (
     PacedSession,
@@ -61,22 +65,35 @@ def test_every_listener_of_up_is_on_loopback(stack: Stack) -> None:
     assert len(processes) == 3  # the supervisor, the core, Envoy
     bound = bound_sockets(processes)
     ports = {b.port for b in bound}
-    assert {stack.listen, stack.grpc, stack.api, stack.admin} <= ports
+    assert {stack.listen, stack.grpc, stack.api} <= ports
     exposed = [b for b in bound if b.host not in ("127.0.0.1", "::1")]
     assert not exposed, exposed
     assert not [b for b in bound if b.pid == supervisor]  # the supervisor listens on nothing
 
 
+def test_history_files_are_private(stack: Stack) -> None:
+    assert stack.post_record(fixture_posts("a_plain_text")[0]).status_code == 200
+    files = [stack.db, Path(f"{stack.db}-wal"), Path(f"{stack.db}-shm")]
+    wait_until(lambda: all(f.exists() for f in files), timeout=10)
+    assert [stat.S_IMODE(os.stat(f).st_mode) for f in files] == [0o600] * 3
+
+
 def test_listener_defaults_are_loopback() -> None:
     commands = main.commands  # type: ignore[attr-defined]
-    flags = ("--listen", "--grpc", "--api", "--envoy-admin")
-    checked = 0
+    flags = ("--listen", "--grpc", "--api")
+    checked = admins = 0
     for name in ("up", "serve", "demo"):
         for param in commands[name].params:
-            if isinstance(param, click.Option) and param.opts[0] in flags:
+            if not isinstance(param, click.Option):
+                continue
+            if param.opts[0] in flags:
                 assert HostPort.parse(param.default).is_loopback, (name, param.opts[0])
                 checked += 1
-    assert checked == 4 + 2 + 4
+            elif param.opts[0] == "--envoy-admin":
+                # No TCP port by default: a Unix socket in the runtime directory.
+                assert param.default is None and parse_admin(None) == AdminSocket()
+                admins += 1
+    assert (checked, admins) == (3 + 2 + 3, 2)
 
 
 # -- the API against browsers ---------------------------------------------------------------
@@ -116,6 +133,11 @@ def test_api_refuses_cross_origin_and_foreign_hosts(stack: Stack) -> None:
     assert get("/api/sessions", Host="evil.example").status_code == 400
     assert get("/api/sessions", Host=f"127.0.0.1.evil.example:{stack.api}").status_code == 400
     assert get("/health", Host="evil.example", Origin=EVIL).status_code == 400
+    # Two Origin (or Host) headers: one reader would take the first, another the last.
+    for twice in ([("Origin", EVIL), ("Origin", own)], [("Origin", own), ("Origin", EVIL)]):
+        doubled = httpx.get(api + "/api/sessions", headers=twice, timeout=5, trust_env=False)
+        assert doubled.status_code == 403 and "more than one Origin" in doubled.text
+        _no_cors(doubled)
     # This machine's tools: no Origin (curl, clauditor watch, Prometheus), or the API's own.
     assert get("/api/sessions").status_code == 200
     assert get("/api/sessions", Origin=own).status_code == 200
@@ -281,9 +303,14 @@ def test_allow_non_loopback_warns(how: str, tmp_path: Path, no_start: dict[str, 
 def test_loopback_addresses_need_no_flag(tmp_path: Path, no_start: dict[str, Any]) -> None:
     for args in (
         ["serve", "--api", "127.0.0.1:19093", "--grpc", "[::1]:19094"],
-        ["up", "--listen", "localhost:10002", "--envoy-admin", "127.0.0.2:19901"],
+        ["up", "--listen", "localhost:10002"],
     ):
         done = _invoke(tmp_path, *args)
         assert done.exit_code == 0, done.stderr
         assert "warning" not in done.stderr
     assert "--allow-non-loopback" not in no_start["up"].serve_args
+    # A TCP admin on loopback needs no flag either, but is always warned about.
+    done = _invoke(tmp_path, "up", "--envoy-admin", "127.0.0.2:19901")
+    assert done.exit_code == 0, done.stderr
+    (warning,) = [x for x in done.stderr.splitlines() if "warning" in x]
+    assert "--envoy-admin 127.0.0.2:19901 is a TCP port: any local process" in warning

@@ -28,7 +28,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _ports() -> list[str]:
-    names = ("--listen", "--grpc", "--api", "--envoy-admin")
+    names = ("--listen", "--grpc", "--api")
     return [x for n in names for x in (n, f"127.0.0.1:{free_port()}")]
 
 
@@ -80,13 +80,15 @@ def test_serve_port_in_use(tmp_path: Path) -> None:
 def test_sigterm_stops_core_and_envoy(tmp_path: Path) -> None:
     with FakeUpstream().running_in_thread() as fake:
         stack = start_stack(fake.url, tmp_path)
-        addrs = [
-            HostPort("127.0.0.1", p) for p in (stack.listen, stack.grpc, stack.api, stack.admin)
-        ]
+        addrs = [HostPort("127.0.0.1", p) for p in (stack.listen, stack.grpc, stack.api)]
         assert all(port_in_use(a) for a in addrs)
+        assert stack.admin is not None and stack.admin.is_socket()
+        runtime_dir = stack.admin.parent
         assert stack.stop() == 0
-    # Nothing is left listening: Envoy and the core are gone with the supervisor.
+    # Nothing is left listening: Envoy and the core are gone with the supervisor, and so
+    # is the runtime directory (Envoy's config, its admin socket).
     assert not any(port_in_use(a) for a in addrs)
+    assert not runtime_dir.exists()
     assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:" in "\n".join(stack.log)
 
 

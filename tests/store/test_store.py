@@ -156,3 +156,43 @@ def test_migrates_from_the_previous_version(tmp_path: Path) -> None:
     assert {"trace_id", "cost_usd", "cache_status"} <= set(db["requests"].columns_dict)
     assert "estimated_cost_usd" in db["sessions"].columns_dict
     assert [(r["session_id"], r["turns"]) for r in db["sessions"].rows] == [("s-old", 4)]
+
+
+def test_the_history_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import stat
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(os.stat(p).st_mode)
+
+    old = os.umask(0o022)  # a usual umask: files 0644, directories 0755 otherwise
+    try:
+        path = tmp_path / "new" / "h.db"
+        store = Store(path, flush_interval=0.02)
+        store.start()
+        store.writer.put("sessions", {"session_id": "s"})
+        assert store.writer.flush(timeout=5)
+        files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+        assert all(f.exists() for f in files)
+        assert mode(path.parent) == 0o700
+        assert [mode(f) for f in files] == [0o600] * 3
+        store.stop()
+
+        # An existing history left readable by an older version is tightened; the folder
+        # the user chose for it keeps its mode.
+        mine = tmp_path / "mine"
+        mine.mkdir(mode=0o755)
+        loose = mine / "h.db"
+        sqlite3.connect(loose).close()
+        os.chmod(loose, 0o644)
+        open_database(loose).conn.close()
+        assert mode(loose) == 0o600 and mode(mine) == 0o755
+        # clauditor's own default folder is made 0700 even when it exists already.
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+        own = tmp_path / "xdg" / "clauditor"
+        own.mkdir(parents=True, mode=0o755)
+        os.chmod(own, 0o755)
+        open_database(own / "clauditor.db").conn.close()
+        assert mode(own) == 0o700
+    finally:
+        os.umask(old)

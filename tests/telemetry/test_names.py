@@ -200,6 +200,25 @@ PINNED_METRICS = [
         "clauditor_store_write_errors_total",
     ),
     (
+        "clauditor.store.rows_dropped",
+        "observable_counter",
+        "{row}",
+        "clauditor_store_rows_dropped_total",
+    ),
+    (
+        "clauditor.store.rows_sanitised",
+        "observable_counter",
+        "{row}",
+        "clauditor_store_rows_sanitised_total",
+    ),
+    ("clauditor.store.writer_alive", "observable_gauge", "1", "clauditor_store_writer_alive"),
+    (
+        "clauditor.store.writer_restarts",
+        "observable_counter",
+        "{restart}",
+        "clauditor_store_writer_restarts_total",
+    ),
+    (
         "clauditor.tracker.anomalies",
         "observable_counter",
         "{event}",
@@ -286,6 +305,7 @@ STATS = {
         "streams_opened": 4,
         "streams_closed": 3,
         "streams_failed": 1,
+        "streams_refused": 2,
         "messages": 9,
         "body_bytes": 100,
         "consumer_errors": 0,
@@ -310,5 +330,13 @@ STATS = {
         "hold_timeouts": 2,
         "listener_errors": 0,
     },
-    "store": {"rows_written": 7, "write_errors": 1},
+    "store": {
+        "rows_written": 7,
+        "write_errors": 1,
+        "rows_dropped": 2,
+        "rows_dropped_by_reason": {"queue_full": 0, "bad_row": 2, "writer_crash": 0, "shutdown": 0},
+        "rows_sanitised": 1,
+        "writer_alive": True,
+        "writer_restarts": 0,
+    },
 }
