@@ -79,6 +79,24 @@ def add_cost(total: float | None, usd: float | None) -> float | None:
     return usd if total is None else total + usd
 
 
+CostByClass = dict[str, float]  # COST_CLASSES -> USD (sessions.signals.prices)
+
+
+def add_classes(total: CostByClass | None, part: CostByClass | None) -> CostByClass | None:
+    """cost_by_class summed class by class: None until something was priced."""
+    if part is None:
+        return total
+    if total is None:
+        return dict(part)
+    for k, v in part.items():
+        total[k] = total.get(k, 0.0) + v
+    return total
+
+
+def classes_api(value: CostByClass | None) -> dict[str, float] | None:
+    return None if value is None else {k: round(v, 6) for k, v in value.items()}
+
+
 @dataclass(slots=True)
 class ToolCall:
     tool_use_id: str
@@ -128,6 +146,20 @@ class ToolCall:
         }
 
 
+def subagent_api(c: ToolCall) -> dict[str, Any]:
+    """One Agent call's run, as a turn lists it."""
+    return {
+        "tool_use_id": c.tool_use_id,
+        "agent_id": c.agent_id,
+        "background": c.background,
+        "requests": c.subagent_requests,
+        **c.subagent_tokens.as_api(),
+        "cost_usd": _usd(c.subagent_cost_usd),
+        "duration_ms": c.duration_ms,
+        "outcome": c.outcome,
+    }
+
+
 @dataclass(slots=True)
 class RequestSignals:
     """Per-request debug signals, computed when the response ends (sessions.signals)."""
@@ -143,6 +175,7 @@ class RequestSignals:
     fallback_requested: str | None = None
     fallback_actual: str | None = None
     cost_usd: float | None = None  # None: the model is not in the price table
+    cost_by_class: CostByClass | None = None  # the same, by token class
     aborted_cost_usd: float | None = None  # what the aborted attempt reported, priced
     output_tokens_per_second: float | None = None
     # response_model | fallback_block | iteration | client (Claude Code switched after 529s)
@@ -152,6 +185,7 @@ class RequestSignals:
     def as_api(self) -> dict[str, Any]:
         return {
             "cost_usd": _usd(self.cost_usd),
+            "cost_by_class": classes_api(self.cost_by_class),
             "aborted_cost_usd": _usd(self.aborted_cost_usd),
             "cache_status": self.cache_status,
             "cache_ttl_seconds": self.cache_ttl_seconds,
@@ -222,6 +256,10 @@ class SessionSignals:
     """Per-session debug signals, kept by clauditor.sessions.signals.engine.SignalEngine."""
 
     cost_usd: float | None = None  # priced requests only; None while none was priced
+    cost_by_class: CostByClass | None = None
+    # The same split by thread: the main conversation (and its side calls) vs subagents.
+    main_cost_usd: float | None = None
+    subagent_cost_usd: float | None = None
     unpriced_requests: int = 0
     aborted_cost_usd: float | None = None  # usage of aborted attempts, kept apart
     cache_status: str | None = None  # of the newest main-thread request with cache activity
@@ -267,6 +305,9 @@ class SessionSignals:
         line = self.main_line(model)
         return {
             "estimated_cost_usd": _usd(self.cost_usd),
+            "cost_by_class": classes_api(self.cost_by_class),
+            "main_cost_usd": _usd(self.main_cost_usd),
+            "subagent_cost_usd": _usd(self.subagent_cost_usd),
             "unpriced_requests": self.unpriced_requests,
             "aborted_cost_usd": _usd(self.aborted_cost_usd),
             "context_fill": self.context_fill,
@@ -404,8 +445,11 @@ class Turn:
     tokens: TokenCounts = field(default_factory=TokenCounts)
     trace_id: str | None = None  # set by the telemetry listener
     cost_usd: float | None = None  # priced requests of the turn (sessions.signals)
+    cost_by_class: CostByClass | None = None
     unpriced_requests: int = 0
     idle_before_ms: float | None = None  # since the previous turn ended
+    # The Agent calls the turn made: each subagent run's requests, tokens, cost, duration.
+    agent_calls: list[ToolCall] = field(default_factory=list)
 
     @property
     def duration_ms(self) -> float | None:
@@ -428,8 +472,10 @@ class Turn:
             "trigger": self.trigger,
             **self.tokens.as_api(),
             "cost_usd": _usd(self.cost_usd),
+            "cost_by_class": classes_api(self.cost_by_class),
             "unpriced_requests": self.unpriced_requests,
             "idle_before_ms": self.idle_before_ms,
+            "subagents": [subagent_api(c) for c in self.agent_calls],
         }
 
 

@@ -606,6 +606,8 @@ class SessionTracker:
         turn = self._turn(session, record.turn_index)
         if turn is not None:
             turn.tool_calls += 1
+            if tu.name in AGENT_TOOLS:
+                turn.agent_calls.append(call)
         self._notify("tool_use", session, call)
         early = self._early_results.get(session.session_id)
         if early and tu.id in early:

@@ -11,12 +11,30 @@ from typing import Any
 from clauditor.clock import iso
 from clauditor.sessions.models import (
     TTFT_KEPT,
+    CostByClass,
     RequestRecord,
     Session,
     TokenCounts,
     ToolCall,
     Turn,
+    subagent_api,
 )
+from clauditor.store.schema import CLASS_COLUMNS, COST_CLASSES
+
+
+def class_columns(by_class: CostByClass | None) -> dict[str, float | None]:
+    """cost_by_class as the cost_<class>_usd columns (all None when nothing was priced)."""
+    return {
+        f"cost_{c}_usd": None if by_class is None else by_class.get(c, 0.0) for c in COST_CLASSES
+    }
+
+
+def class_api(row: dict[str, Any]) -> dict[str, float] | None:
+    """The cost_<class>_usd columns back as the API's cost_by_class."""
+    values = {c: row.get(f"cost_{c}_usd") for c in COST_CLASSES}
+    if all(v is None for v in values.values()):
+        return None
+    return {c: round(v or 0.0, 6) for c, v in values.items()}
 
 
 def session_row(s: Session) -> dict[str, Any]:
@@ -46,6 +64,9 @@ def session_row(s: Session) -> dict[str, Any]:
         "entrypoint": s.entrypoint,
         "claude_code_version": s.cc_version,
         "estimated_cost_usd": s.signals.cost_usd,
+        **class_columns(s.signals.cost_by_class),
+        "main_cost_usd": s.signals.main_cost_usd,
+        "subagent_cost_usd": s.signals.subagent_cost_usd,
         "unpriced_requests": s.signals.unpriced_requests,
         "aborted_cost_usd": s.signals.aborted_cost_usd,
         "verified": int(not s.unverified_reasons),
@@ -81,6 +102,7 @@ def turn_row(t: Turn) -> dict[str, Any]:
         "cache_creation_tokens": t.tokens.cache_creation,
         "trace_id": t.trace_id,
         "cost_usd": t.cost_usd,
+        **class_columns(t.cost_by_class),
     }
 
 
@@ -117,6 +139,7 @@ def request_row(r: RequestRecord) -> dict[str, Any]:
         "trace_id": r.trace_id,
         "span_id": r.span_id,
         "cost_usd": r.signals.cost_usd,
+        **class_columns(r.signals.cost_by_class),
         "cache_status": r.signals.cache_status,
         "cache_ttl_seconds": r.signals.cache_ttl_seconds,
         "context_fill": r.signals.context_fill,
@@ -205,6 +228,9 @@ def session_from_row(row: dict[str, Any]) -> Session:
     # The signal totals keep counting too (row.get: columns of later schema versions).
     sig = session.signals
     sig.cost_usd = row.get("estimated_cost_usd")
+    sig.cost_by_class = class_api(row)
+    sig.main_cost_usd = row.get("main_cost_usd")
+    sig.subagent_cost_usd = row.get("subagent_cost_usd")
     sig.unpriced_requests = row.get("unpriced_requests") or 0
     sig.aborted_cost_usd = row.get("aborted_cost_usd")
     sig.context_fill = row.get("context_fill")
@@ -229,6 +255,7 @@ def turn_from_row(row: dict[str, Any]) -> Turn:
         compaction=bool(row["compaction"]),
         trigger=row.get("trigger") or "prompt",
         cost_usd=row.get("cost_usd"),
+        cost_by_class=class_api(row),
         unpriced_requests=row.get("unpriced_requests") or 0,
     )
     turn.tokens = TokenCounts(
@@ -250,6 +277,7 @@ def tool_call_from_row(row: dict[str, Any]) -> ToolCall:
         summary=row["input_summary"] or "",
         seen_at=parse_iso(row["requested_at"]) or 0.0,
         requested_at=parse_iso(row["requested_at"]),
+        result_at=parse_iso(row["result_at"]),
         outcome=row["outcome"],
         subagent=bool(row["subagent"]),
         agent_id=row.get("agent_id"),
@@ -302,6 +330,9 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         # Signals: the stored ones; the live-only views are None here (a session's detail
         # recovers the cache and TTFT ones from its requests: stored_signals).
         "estimated_cost_usd": _usd(row.get("estimated_cost_usd")),
+        "cost_by_class": class_api(row),
+        "main_cost_usd": _usd(row.get("main_cost_usd")),
+        "subagent_cost_usd": _usd(row.get("subagent_cost_usd")),
         "unpriced_requests": row.get("unpriced_requests") or 0,
         "aborted_cost_usd": _usd(row.get("aborted_cost_usd")),
         "context_fill": row.get("context_fill"),
@@ -368,6 +399,7 @@ def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "parent_tool_use_id": row["parent_tool_use_id"],
         "agent_id": row.get("agent_id"),
         "cost_usd": _usd(row.get("cost_usd")),
+        "cost_by_class": class_api(row),
         "aborted_cost_usd": _usd(row.get("aborted_cost_usd")),
         "cache_status": row.get("cache_status"),
         "cache_ttl_seconds": row.get("cache_ttl_seconds"),
@@ -380,7 +412,13 @@ def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def turn_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: row[k] for k in row if k not in ("session_id", "compaction", "prompt_chars")}
+def turn_api_from_row(
+    row: dict[str, Any], agent_calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A stored turn; agent_calls: its Agent tool_calls rows (its subagent runs)."""
+    hidden = ("session_id", "compaction", "prompt_chars", *CLASS_COLUMNS)
+    out = {k: row[k] for k in row if k not in hidden}
     out["compaction"] = bool(row["compaction"])
+    out["cost_by_class"] = class_api(row)
+    out["subagents"] = [subagent_api(tool_call_from_row(c)) for c in agent_calls or []]
     return out

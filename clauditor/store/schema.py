@@ -182,6 +182,8 @@ def _v3_history(db: sqlite_utils.Database) -> None:
 
 
 _TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
+COST_CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+CLASS_COLUMNS = tuple(f"cost_{c}_usd" for c in COST_CLASSES)
 
 
 def _v4_claude_code_2_1_332(db: sqlite_utils.Database) -> None:
@@ -209,6 +211,12 @@ def _v4_claude_code_2_1_332(db: sqlite_utils.Database) -> None:
     tools.add_column("subagent_requests", int)
     tools.add_column("subagent_cost_usd", float)
     db.table("compactions").add_column("trigger", str)
+    # Cost by token class: cache reads are most tokens but seldom most of the money.
+    for table in (sessions, turns, requests):
+        for column in CLASS_COLUMNS:
+            table.add_column(column, float)
+    sessions.add_column("main_cost_usd", float)
+    sessions.add_column("subagent_cost_usd", float)
 
 
 # One `sqlite-utils query clauditor.db "select * from <view>"` away from common questions.

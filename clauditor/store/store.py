@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from clauditor.claude_code import AGENT_TOOLS
 from clauditor.clock import Clock, SystemClock, iso
 from clauditor.sessions.models import (
     Compaction,
@@ -175,8 +176,18 @@ class Store(TrackerListener):
             if not found:
                 return None
             out: dict[str, Any] = {"session": rows.session_api_from_row(found[0])}
+            tool_rows = list(
+                db.query(
+                    "select * from tool_calls where session_id = ? order by requested_at",
+                    [session_id],
+                )
+            )
+            agents: dict[int, list[dict[str, Any]]] = {}
+            for r in tool_rows:
+                if r["name"] in AGENT_TOOLS and r["turn"] is not None:
+                    agents.setdefault(r["turn"], []).append(r)
             out["turns"] = [
-                rows.turn_api_from_row(r)
+                rows.turn_api_from_row(r, agents.get(r["turn"]))
                 for r in db.query(
                     "select * from turns where session_id = ? order by turn", [session_id]
                 )
@@ -190,11 +201,7 @@ class Store(TrackerListener):
             ]
             out["session"].update(rows.stored_signals(out["requests"]))
             out["tool_calls"] = [
-                {k: v for k, v in r.items() if k != "session_id"}
-                for r in db.query(
-                    "select * from tool_calls where session_id = ? order by requested_at",
-                    [session_id],
-                )
+                {k: v for k, v in r.items() if k != "session_id"} for r in tool_rows
             ]
             return out
         finally:

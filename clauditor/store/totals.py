@@ -15,6 +15,8 @@ import sqlite_utils
 from clauditor.clock import iso
 from clauditor.sessions.models import TokenCounts
 from clauditor.sessions.signals.errors import error_category
+from clauditor.store.rows import class_api
+from clauditor.store.schema import COST_CLASSES
 
 PERIODS = ("today", "week", "month")
 
@@ -30,6 +32,11 @@ select count(distinct session_id) as sessions,
        count(cost_usd) as priced_requests,
        coalesce(sum(cost_usd is null and ended_at is not null), 0) as unpriced_requests,
        coalesce(sum(aborted_cost_usd), 0.0) as aborted_cost_usd,
+       sum(cost_input_usd) as cost_input_usd,
+       sum(cost_output_usd) as cost_output_usd,
+       sum(cost_cache_write_5m_usd) as cost_cache_write_5m_usd,
+       sum(cost_cache_write_1h_usd) as cost_cache_write_1h_usd,
+       sum(cost_cache_read_usd) as cost_cache_read_usd,
        coalesce(sum(fallback), 0) as fallbacks,
        coalesce(sum(error_type is not null), 0) as errors,
        coalesce(sum(retry), 0) as retries,
@@ -44,6 +51,13 @@ def _priced_total(cost: float | None, priced: int, unpriced: int) -> float | Non
     if cost is None:
         return None if unpriced and not priced else 0.0
     return round(cost, 6)
+
+
+def _priced_classes(t: dict[str, Any]) -> dict[str, float] | None:
+    """cost_by_class of a period, by the same rule as its cost_usd."""
+    if t["priced_requests"]:
+        return class_api(t)
+    return None if t["unpriced_requests"] else dict.fromkeys(COST_CLASSES, 0.0)
 
 
 def period_starts(now: float) -> dict[str, float]:
@@ -106,6 +120,7 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
             "cache_creation_1h": t["cache_creation_1h_tokens"],
         },
         "cost_usd": _priced_total(t["cost_usd"], t["priced_requests"], t["unpriced_requests"]),
+        "cost_by_class": _priced_classes(t),
         "unpriced_requests": t["unpriced_requests"],
         "aborted_cost_usd": round(t["aborted_cost_usd"], 6),
         "cost_by_day_usd": daily,

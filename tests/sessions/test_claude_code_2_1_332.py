@@ -328,3 +328,52 @@ def test_the_verified_versions_leave_no_drift() -> None:
         run.play(records(name))
         assert run.session.as_api()["unverified_reasons"] == [], name
         assert run.engine.drift.view() == {}, name
+
+
+def test_cost_by_token_class_adds_up_to_claude_code_cost() -> None:
+    run = Run()
+    run.play(records("n_tool"))
+    # stream-json modelUsage of the run: 87 in, 37 out, 12,259 read, 12,327 5m writes; at
+    # $4 / $20 / $0.20 / $5 per million tokens.
+    expected = {
+        "input": 87 * 4 / 1e6,
+        "output": 37 * 20 / 1e6,
+        "cache_write_5m": 12_327 * 5 / 1e6,
+        "cache_write_1h": 0.0,
+        "cache_read": 12_259 * 0.2 / 1e6,
+    }
+    api = run.session.as_api()
+    assert run.session.signals.cost_by_class == pytest.approx(expected)
+    assert api["cost_by_class"] == {k: round(v, 6) for k, v in expected.items()}
+    assert sum(expected.values()) == pytest.approx(truth("n_tool")[-1]["total_cost_usd"])
+    (turn,) = run.session.turns
+    assert turn.cost_by_class == pytest.approx(expected)
+    # Cache reads are most of the tokens and a small part of the money.
+    assert api["cache_read_tokens"] > api["cache_creation_tokens"] / 2
+    assert expected["cache_read"] < expected["cache_write_5m"] / 20
+    # The main thread paid it all: no subagent ran.
+    assert (api["main_cost_usd"], api["subagent_cost_usd"]) == (api["estimated_cost_usd"], None)
+
+
+def test_the_session_cost_splits_into_main_thread_and_subagents() -> None:
+    run, tool_use_id = background_run()
+    s = run.session
+    api = s.as_api()
+    # The subagent's one request: 35 in, 11 out, 7,058 read (fixture n_subagent_bg).
+    sub = (35 * 4 + 11 * 20 + 7_058 * 0.2) / 1e6
+    assert api["subagent_cost_usd"] == pytest.approx(sub, abs=1e-6)
+    assert api["main_cost_usd"] + api["subagent_cost_usd"] == pytest.approx(
+        truth("n_subagent_bg")[-1]["total_cost_usd"], abs=2e-6
+    )
+    (launching, notified) = [t.as_api() for t in s.turns]
+    assert notified["subagents"] == []
+    (run_of_it,) = launching["subagents"]
+    assert run_of_it["tool_use_id"] == tool_use_id
+    assert (run_of_it["agent_id"], run_of_it["background"], run_of_it["requests"]) == (
+        AGENT_ID,
+        True,
+        1,
+    )
+    assert (run_of_it["input_tokens"], run_of_it["cache_read_tokens"]) == (35, 7_058)
+    assert run_of_it["cost_usd"] == pytest.approx(sub, abs=1e-6)
+    assert run_of_it["duration_ms"] == pytest.approx(8_500)

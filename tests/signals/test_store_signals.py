@@ -87,6 +87,15 @@ def test_period_totals(tmp_path: Path) -> None:
             "cache_creation_1h": 0,
         }
         assert today["cost_usd"] == round(sum(costs), 6)
+        # By class, hand-computed: two requests on Opus 4.8 ($5 / $25 / $6.25), one answered
+        # by Sonnet 4.5 ($3 / $15), a 529 with no usage.
+        assert today["cost_by_class"] == {
+            "input": round(((100 + 60) * 5 + 10 * 3) / 1e6, 6),
+            "output": round(((50 + 40) * 25 + 5 * 15) / 1e6, 6),
+            "cache_write_5m": round(40_600 * 6.25 / 1e6, 6),
+            "cache_write_1h": 0.0,
+            "cache_read": 0.0,
+        }
         assert today["cache_hit_ratio"] == 0.0
         assert today["cache_statuses"] == {"cold": 1, "miss_ttl": 1}
         assert (today["fallbacks"], today["errors"], today["retries"]) == (1, 1, 0)
@@ -95,10 +104,42 @@ def test_period_totals(tmp_path: Path) -> None:
         assert out["week"]["since"] == "2027-01-11T00:00:00.000Z"
         assert out["month"]["since"] == "2027-01-01T00:00:00.000Z"
         assert out["week"]["cost_usd"] == today["cost_usd"]
-        # Nothing before the period counts.
-        assert asyncio.run(store.summary(now + 86_400))["today"]["requests"] == 0
+        # Nothing before the period counts; nothing spent is $0, not unknown.
+        tomorrow = asyncio.run(store.summary(now + 86_400))["today"]
+        assert (tomorrow["requests"], tomorrow["cost_usd"]) == (0, 0.0)
+        assert set(tomorrow["cost_by_class"].values()) == {0.0}
         # The weekly count a restarted core seeds from.
         seeded = store.tokens_since(period_starts(now)["week"])
         assert (seeded.input, seeded.output, seeded.cache_creation) == (170, 95, 40_600)
     finally:
         store.stop()
+
+
+def test_a_stored_session_keeps_its_cost_by_class_and_subagent_runs(tmp_path: Path) -> None:
+    from tests.sessions.test_claude_code_2_1_332 import background_run
+
+    run, tool_use_id = background_run()
+    session = run.session
+    store = Store(tmp_path / "s.db", flush_interval=0.05)
+    store.start()
+    try:
+        # What the tracker's listener saw, written as it would have been.
+        for turn in session.turns:
+            store.turn_ended(session, turn)
+        for r in run.tracker.recent_requests(session.session_id):
+            store.request_finished(session, r)
+        closed = run.tracker._closed_agents[session.session_id][tool_use_id]
+        store.tool_result(session, closed)
+        store.session_changed(session)
+        assert store.writer.flush(5)
+        stored = asyncio.run(store.session_detail(session.session_id))
+    finally:
+        store.stop()
+    assert stored is not None
+    live = session.as_api()
+    for key in ("estimated_cost_usd", "cost_by_class", "main_cost_usd", "subagent_cost_usd"):
+        assert stored["session"][key] == live[key], key
+    live_turns = [t.as_api() for t in session.turns]
+    assert [t["subagents"] for t in stored["turns"]] == [t["subagents"] for t in live_turns]
+    assert [t["cost_by_class"] for t in stored["turns"]] == [t["cost_by_class"] for t in live_turns]
+    assert [t["trigger"] for t in stored["turns"]] == ["prompt", "task_notification"]

@@ -24,12 +24,14 @@ from clauditor.parsing.request import ParsedRequest
 from clauditor.sessions.models import (
     CacheLine,
     Compaction,
+    CostByClass,
     PendingCompaction,
     RequestRecord,
     Session,
     SessionSignals,
     TokenCounts,
     Turn,
+    add_classes,
     add_cost,
 )
 from clauditor.sessions.signals.cache import (
@@ -90,6 +92,10 @@ def _iteration_tokens(it: dict[str, Any]) -> TokenCounts:
         cache_creation=n("cache_creation_input_tokens"),
         cache_creation_1h=n("ephemeral_1h_input_tokens", cc) if isinstance(cc, dict) else 0,
     )
+
+
+def _total(by_class: CostByClass | None) -> float | None:
+    return None if by_class is None else sum(by_class.values())
 
 
 def _tokens_per_second(r: RequestRecord) -> float | None:
@@ -186,10 +192,11 @@ class SignalEngine:
         self.drift.response(session, record.model_responded, result)
 
         # Priced at the rates in force when the request was made.
-        sig.cost_usd = self._cost(billed, record.tokens, result, record.started_at)
+        sig.cost_by_class = self._cost(billed, record.tokens, result, record.started_at)
+        sig.cost_usd = _total(sig.cost_by_class)
         if not record.aborted_tokens.empty:
-            sig.aborted_cost_usd = self._cost(
-                billed, record.aborted_tokens, result, record.started_at
+            sig.aborted_cost_usd = _total(
+                self._cost(billed, record.aborted_tokens, result, record.started_at)
             )
             s.aborted_cost_usd = add_cost(s.aborted_cost_usd, sig.aborted_cost_usd)
         if sig.cost_usd is None:
@@ -198,8 +205,14 @@ class SignalEngine:
                 turn.unpriced_requests += 1
         else:
             s.cost_usd = add_cost(s.cost_usd, sig.cost_usd)
+            s.cost_by_class = add_classes(s.cost_by_class, sig.cost_by_class)
+            if record.kind == "subagent":
+                s.subagent_cost_usd = add_cost(s.subagent_cost_usd, sig.cost_usd)
+            else:
+                s.main_cost_usd = add_cost(s.main_cost_usd, sig.cost_usd)
             if turn is not None:
                 turn.cost_usd = add_cost(turn.cost_usd, sig.cost_usd)
+                turn.cost_by_class = add_classes(turn.cost_by_class, sig.cost_by_class)
         self._add_daily(end, sig.cost_usd)
         self.weekly.add(end, record.tokens)
 
@@ -236,22 +249,23 @@ class SignalEngine:
     # -- cost ---------------------------------------------------------------------------
     def _cost(
         self, model: str | None, tokens: TokenCounts, result: MessageResult, at: float
-    ) -> float | None:
-        """Each attempt at its own model's rate when usage.iterations spans several models."""
+    ) -> CostByClass | None:
+        """By token class; each attempt at its own model's rate when usage.iterations spans
+        several models. None when a model is not in the catalog."""
         geo = result.usage.inference_geo
         its = result.usage.iterations
         models = {normalize_model(str(i.get("model") or model or "")) for i in its}
         if len(models) <= 1:
-            return self.prices.cost(model, tokens, at, geo)
-        total = 0.0
+            return self.prices.cost_by_class(model, tokens, at, geo)
+        total: CostByClass | None = None
         for it in its:
             it_model = it.get("model")
-            cost = self.prices.cost(
+            part = self.prices.cost_by_class(
                 it_model if isinstance(it_model, str) else model, _iteration_tokens(it), at, geo
             )
-            if cost is None:
+            if part is None:
                 return None
-            total += cost
+            total = add_classes(total, part)
         return total
 
     def _add_daily(self, ts: float, usd: float | None) -> None:

@@ -37,6 +37,7 @@ PER_TOKENS = 1_000_000
 WINDOW_1M = 1_000_000
 DEFAULT_WINDOW = 200_000  # for a user's entry that gives none
 RATE_NAMES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+COST_CLASSES = RATE_NAMES  # cost_by_class keys: each token class at its own rate
 CATALOG_FILE = "data/models.json"
 
 # What may follow a table id in a model id: a date, -latest, a [1m] tag, a Vertex @version.
@@ -292,6 +293,29 @@ class PriceTable:
             )
         return out
 
+    def cost_by_class(
+        self,
+        model: str | None,
+        t: TokenCounts,
+        at: float | None = None,
+        inference_geo: str | None = None,
+    ) -> dict[str, float] | None:
+        """USD per token class (COST_CLASSES) for these tokens on this model at time `at`
+        (None: today's rates); None when the model is not in the catalog."""
+        entry = self.lookup(model)
+        if entry is None:
+            return None  # even for no tokens: an unknown model's totals stay unknown
+        r = entry.rates_for(t.total_input, at)
+        one_hour = min(t.cache_creation_1h, t.cache_creation)
+        geo = self.geo_multipliers.get(inference_geo or "", 1.0) / PER_TOKENS
+        return {
+            "input": t.input * r.input * geo,
+            "output": t.output * r.output * geo,
+            "cache_write_5m": (t.cache_creation - one_hour) * r.cache_write_5m * geo,
+            "cache_write_1h": one_hour * r.cache_write_1h * geo,
+            "cache_read": t.cache_read * r.cache_read * geo,
+        }
+
     def cost(
         self,
         model: str | None,
@@ -299,24 +323,9 @@ class PriceTable:
         at: float | None = None,
         inference_geo: str | None = None,
     ) -> float | None:
-        """USD for these tokens on this model at time `at` (None: today's rates); None
-        when the model is not in the catalog."""
-        entry = self.lookup(model)
-        if entry is None:
-            return None  # even for no tokens: an unknown model's totals stay unknown
-        if t.empty:
-            return 0.0
-        r = entry.rates_for(t.total_input, at)
-        one_hour = min(t.cache_creation_1h, t.cache_creation)
-        five_min = t.cache_creation - one_hour
-        usd = (
-            t.input * r.input
-            + t.output * r.output
-            + t.cache_read * r.cache_read
-            + five_min * r.cache_write_5m
-            + one_hour * r.cache_write_1h
-        ) / PER_TOKENS
-        return usd * self.geo_multipliers.get(inference_geo or "", 1.0)
+        """USD for these tokens on this model at time `at`; None when it is unknown."""
+        by_class = self.cost_by_class(model, t, at, inference_geo)
+        return None if by_class is None else sum(by_class.values())
 
     def context_window(self, model: str | None, context_1m: bool) -> int | None:
         """The model's native window, or its 1M window with the context-1m beta or a [1m]
