@@ -202,6 +202,7 @@ class Core:
                 "hold_timeouts": self.tracker.hold_timeouts,
                 "listener_errors": self.tracker.listener_errors,
                 "signal_errors": self.tracker.signal_errors,
+                "implausible_usage": self.tracker.implausible_usage,
             },
             "drift": self.tracker.signals.drift.view(),
             "watch": self.watch.stats(),

@@ -151,6 +151,7 @@ class SessionTracker:
         self.loader = loader
         self.unattributed_requests = 0
         self.listener_errors = 0
+        self.implausible_usage = 0  # responses whose usage no model allows
         # Debug signals (cost, cache, context, fallback, quota): computed before listeners run.
         self.signals = signals if signals is not None else SignalEngine(clock)
         self.signal_errors = 0
@@ -686,6 +687,12 @@ class SessionTracker:
         # A request we could not parse is the root cause of whatever the upstream said.
         record.error_type = record.error_type or event.error_type
         reported = tokens_of(result)
+        if self.signals.drift.implausible(
+            session, result.model or record.model_requested, reported
+        ):
+            # Counts no model allows (a forged or garbled stream): never in the totals.
+            self.implausible_usage += 1
+            reported = TokenCounts()
         if event.error_type is not None:
             # The stream failed after reporting usage: Claude Code resends and bills only
             # the resend, so this attempt's usage is kept apart, never in the totals.

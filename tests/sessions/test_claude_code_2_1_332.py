@@ -377,3 +377,22 @@ def test_the_session_cost_splits_into_main_thread_and_subagents() -> None:
     assert (run_of_it["input_tokens"], run_of_it["cache_read_tokens"]) == (35, 7_058)
     assert run_of_it["cost_usd"] == pytest.approx(sub, abs=1e-6)
     assert run_of_it["duration_ms"] == pytest.approx(8_500)
+
+
+def test_usage_no_model_allows_is_flagged_not_billed() -> None:
+    # A forged or garbled stream claiming a trillion tokens must not become a $4M session.
+    recs = records("n_tool")
+    bogus = json.loads(json.dumps(recs[1]))
+    bogus["response"]["usage"]["cache_read_input_tokens"] = 10**12
+    run = Run()
+    run.play([recs[0], bogus])
+    api = run.session.as_api()
+    first = recs[0]["response"]["usage"]
+    # Only the first, plausible response counts: 35 in, 18 out, 12,259 5m writes.
+    assert (api["input_tokens"], api["cache_read_tokens"]) == (first["input_tokens"], 0)
+    expected = (35 * 4 + 18 * 20 + 12_259 * 5) / 1e6
+    assert run.session.signals.cost_usd == pytest.approx(expected)
+    assert run.tracker.implausible_usage == 1
+    assert api["verified"] is False
+    assert api["unverified_reasons"] == ["usage beyond the model's limits (left out of the totals)"]
+    assert run.engine.drift.view() == {"usage": 1}

@@ -350,16 +350,16 @@ def test_quota_headers_at_allowed_warning() -> None:
 @pytest.mark.parametrize("model", sorted(packaged_prices().models))
 def test_cost_is_tokens_times_table_prices_for_every_model(model: str) -> None:
     sc = Scenario()
-    u = usage(input=123_456, output=7_890, read=1_234_567, write_5m=45_678, write_1h=23_456)
+    # A prompt every model takes (167k < 200k); Haiku 5.5 prices it at its upper band.
+    u = usage(input=23_456, output=7_890, read=104_567, write_5m=25_678, write_1h=13_456)
     r = sc.send(record("one", u, model=model))
-    # Haiku 5.5: a prompt of 1.4M tokens is priced at its upper band.
-    p = packaged_prices().models[model].rates_for(123_456 + 1_234_567 + 45_678 + 23_456)
+    p = packaged_prices().models[model].rates_for(23_456 + 104_567 + 25_678 + 13_456)
     expected = (
-        123_456 * p.input
+        23_456 * p.input
         + 7_890 * p.output
-        + 1_234_567 * p.cache_read
-        + 45_678 * p.cache_write_5m
-        + 23_456 * p.cache_write_1h
+        + 104_567 * p.cache_read
+        + 25_678 * p.cache_write_5m
+        + 13_456 * p.cache_write_1h
     ) / 1e6
     assert r.signals.cost_usd is not None
     assert round(r.signals.cost_usd, 2) == round(expected, 2)

@@ -18,12 +18,22 @@ from collections.abc import Iterable
 from clauditor.claude_code import WireVocabulary, vocabulary
 from clauditor.parsing.fold import MessageResult
 from clauditor.parsing.request import ParsedRequest
-from clauditor.sessions.models import Session
+from clauditor.sessions.models import Session, TokenCounts
 from clauditor.sessions.signals.prices import PriceTable
 
 log = logging.getLogger(__name__)
 
-DRIFT_KINDS = ("version", "model", "beta", "body_key", "header", "sse_event", "content_block")
+DRIFT_KINDS = (
+    "version",
+    "model",
+    "beta",
+    "body_key",
+    "header",
+    "sse_event",
+    "content_block",
+    "usage",  # token counts no model allows: garbage or forged, never billed
+)
+MAX_OUTPUT_TOKENS = 1_000_000  # far above any model's output limit (128k in 2026)
 REASONS_KEPT = 20  # per session
 LOGGED_KEPT = 1000  # distinct (kind, value) pairs logged once
 
@@ -50,6 +60,15 @@ class DriftCheck:
             self._flag(session, "model", model)
         self._unknown(session, "sse_event", result.unknown_event_types, self.vocab.sse_events)
         self._unknown(session, "content_block", result.block_types, self.vocab.content_blocks)
+
+    def implausible(self, session: Session, model: str | None, tokens: TokenCounts) -> bool:
+        """Usage beyond what the model (or any model) allows: flagged, not billed. The
+        window with the 1M beta bounds the prompt; an unknown model gets the largest."""
+        window = self.prices.context_window(model, context_1m=True) or self.prices.max_window
+        too_long = tokens.total_input > window or tokens.output > MAX_OUTPUT_TOKENS
+        if too_long:
+            self._flag(session, "usage", "beyond the model's limits (left out of the totals)")
+        return too_long
 
     def view(self) -> dict[str, int]:
         return {kind: self.counts[kind] for kind in DRIFT_KINDS if self.counts[kind]}

@@ -261,6 +261,14 @@ class PriceTable:
                 return entry
         return None
 
+    @property
+    def max_window(self) -> int:
+        """The largest window any entry has (with the 1M beta): what no prompt exceeds."""
+        return max(
+            (max(m.context_window, m.context_window_1m_beta or 0) for m in self.models.values()),
+            default=WINDOW_1M,
+        )
+
     def known(self, model: str | None) -> bool:
         return self.lookup(model) is not None
 
