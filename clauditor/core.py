@@ -25,6 +25,7 @@ from clauditor.domain.events import DomainEvent
 from clauditor.domain.interpreter import Interpreter
 from clauditor.envoy.config import Upstream
 from clauditor.netaddr import LOOPBACK_NAMES, HostPort, port_in_use
+from clauditor.sessions.ids import resolve_session_id
 from clauditor.sessions.signals.engine import SignalEngine
 from clauditor.sessions.signals.prices import PriceError, PriceTable, load_prices
 from clauditor.sessions.tracker import SessionTracker
@@ -176,6 +177,15 @@ class Core:
             return None
         since = datetime.fromtimestamp(self.clock.now(), timezone.utc) - timedelta(days=days)
         return iso(since.timestamp())
+
+    async def resolve_session(self, given: str) -> str:
+        """The full id of the session `given` names (a full id or a unique prefix of at
+        least 4 characters), live or stored; raises UnknownSession / AmbiguousSession."""
+        if given in self.tracker.sessions:
+            return given
+        live = [s for s in self.tracker.sessions if s.startswith(given.strip())]
+        stored = await self.store.ids_with_prefix(given) if len(given.strip()) >= 4 else []
+        return resolve_session_id(given, [*live, *stored])
 
     def live_detail(self, session_id: str) -> dict[str, Any] | None:
         session = self.tracker.sessions.get(session_id)

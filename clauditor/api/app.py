@@ -12,6 +12,7 @@ from clauditor.api.guard import CrossOriginGuard
 from clauditor.api.responses import SafeJSONResponse
 from clauditor.broadcast.sse import watch_response
 from clauditor.clock import iso
+from clauditor.sessions.ids import AmbiguousSession, SessionIdError, UnknownSession
 
 if TYPE_CHECKING:
     from clauditor.core import Core
@@ -21,6 +22,14 @@ SESSION_STATUSES = ("active", "idle", "ended")
 
 def _days_ok(session: dict[str, Any], cutoff: str | None) -> bool:
     return cutoff is None or (session["last_activity_at"] or "") >= cutoff
+
+
+def _id_error(exc: SessionIdError) -> SafeJSONResponse:
+    """404 for an id that names no session, 409 (with the candidates) for an ambiguous one."""
+    if isinstance(exc, AmbiguousSession):
+        body = {"error": "ambiguous", "detail": str(exc), "candidates": exc.candidates}
+        return SafeJSONResponse(body, status_code=409)
+    return SafeJSONResponse({"error": "not_found", "detail": str(exc)}, status_code=404)
 
 
 def create_app(core: Core) -> FastAPI:
@@ -67,14 +76,17 @@ def create_app(core: Core) -> FastAPI:
 
     @app.get("/api/sessions/{session_id}")
     async def session_detail(session_id: str) -> Any:
+        """One session by its id or a unique prefix of at least 4 characters."""
+        try:
+            session_id = await core.resolve_session(session_id)
+        except SessionIdError as exc:
+            return _id_error(exc)
         live = core.live_detail(session_id)
         if live is not None:
             return live
         stored = await core.store.session_detail(session_id)
         if stored is None:
-            return SafeJSONResponse(
-                {"error": "not_found", "detail": f"no session {session_id!r}"}, status_code=404
-            )
+            return _id_error(UnknownSession(f"no session {session_id!r}"))
         return stored
 
     @app.get("/api/stats")
@@ -117,6 +129,13 @@ def create_app(core: Core) -> FastAPI:
         heartbeat: float | None = Query(None, ge=0.05, le=60),
     ) -> Any:
         """Live events as Server-Sent Events: a snapshot, the last seconds, then live."""
+        if session is not None:
+            try:
+                session = await core.resolve_session(session)
+            except AmbiguousSession as exc:
+                return _id_error(exc)
+            except UnknownSession:
+                pass  # not seen yet: its events will come when it starts
         return watch_response(core.watch, session, heartbeat)
 
     @app.get("/api/recall")
@@ -129,11 +148,13 @@ def create_app(core: Core) -> FastAPI:
 
     @app.get("/api/diagnosis/{session_id}")
     async def diagnosis(session_id: str) -> Any:
+        try:
+            session_id = await core.resolve_session(session_id)
+        except SessionIdError as exc:
+            return _id_error(exc)
         found = await core.store.diagnosis(session_id)
         if found is None:
-            return SafeJSONResponse(
-                {"error": "not_found", "detail": f"no session {session_id!r}"}, status_code=404
-            )
+            return _id_error(UnknownSession(f"no session {session_id!r}"))
         return found
 
     return app

@@ -17,6 +17,7 @@ import httpx
 import sqlite_utils
 
 from clauditor.reports.models import models_report
+from clauditor.sessions.ids import SessionIdError, resolve_session_id
 from clauditor.sessions.signals.prices import PriceTable
 from clauditor.store import history
 from clauditor.store.database import connect
@@ -62,7 +63,7 @@ class ApiSource:
             )
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot reach the core at {self.url} ({exc})") from None
-        if r.status_code == 404:
+        if r.status_code in (404, 409):  # no such session / an ambiguous short id
             raise NotFound(r.json().get("detail", "not found"))
         if r.status_code != 200:
             raise SourceError(f"the core answered {r.status_code}: {r.text[:200]}")
@@ -130,9 +131,15 @@ class DbSource:
 
     def diagnose(self, session_id: str) -> dict[str, Any]:
         def run(db: sqlite_utils.Database) -> dict[str, Any]:
-            if history.run_diagnosis(db, session_id, time.time()) is None:
-                raise NotFound(f"no session {session_id!r}")
-            return {"session_id": session_id, "findings": history.stored_findings(db, session_id)}
+            try:
+                full = resolve_session_id(
+                    session_id, history.session_ids_with_prefix(db, session_id)
+                )
+            except SessionIdError as exc:
+                raise NotFound(str(exc)) from None
+            if history.run_diagnosis(db, full, time.time()) is None:
+                raise NotFound(f"no session {full!r}")
+            return {"session_id": full, "findings": history.stored_findings(db, full)}
 
         return self._run(run)
 

@@ -35,6 +35,18 @@ def list_sessions(
     return [session_api_from_row(r) for r in db.query(sql, params)]
 
 
+def session_ids_with_prefix(db: sqlite_utils.Database, prefix: str, limit: int = 20) -> list[str]:
+    """Stored session ids that start with prefix (a plain comparison: no LIKE wildcards)."""
+    prefix = prefix.strip()
+    if not prefix:
+        return []
+    rows = db.execute(
+        "select session_id from sessions where substr(session_id, 1, ?) = ? limit ?",
+        [len(prefix), prefix, limit],
+    )
+    return [r[0] for r in rows]
+
+
 def models_seen(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     """Every model id requests asked for or were answered by: requests, last seen."""
     sql = """

@@ -266,6 +266,16 @@ class Store(TrackerListener):
         """Run the rules now (on demand) and return the findings; None: unknown session."""
         return await asyncio.to_thread(self._diagnosis, session_id)
 
+    def _ids_with_prefix(self, prefix: str) -> list[str]:
+        db = connect(self.path)
+        try:
+            return history.session_ids_with_prefix(db, prefix)
+        finally:
+            db.conn.close()
+
+    async def ids_with_prefix(self, prefix: str) -> list[str]:
+        return await asyncio.to_thread(self._ids_with_prefix, prefix)
+
     def _models_seen(self) -> list[dict[str, Any]]:
         self.writer.flush(timeout=2.0)
         db = connect(self.path)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -102,6 +103,24 @@ class WatchClient:
             raise WatchUnavailable(
                 f"{self.url}/health answered {resp.status_code}: not a clauditor core?"
             )
+
+    def resolve(self) -> None:
+        """A short id (or any unique prefix) becomes the session's full id; an id that
+        names no session, or several, is a clear error instead of an endless wait."""
+        if self.session_id is None:
+            return
+        try:
+            with self._client() as client:
+                resp = client.get(f"{self.url}/api/sessions/{quote(self.session_id, safe='')}")
+        except httpx.HTTPError as exc:
+            raise WatchUnavailable(
+                f"cannot reach the clauditor core at {self.url} ({_error_text(exc)})"
+            ) from None
+        if resp.status_code in (404, 409):
+            raise WatchUnavailable(resp.json().get("detail") or f"no session {self.session_id!r}")
+        if resp.status_code != 200:
+            raise WatchUnavailable(f"{self.url}/api/sessions answered {resp.status_code}")
+        self.session_id = resp.json()["session"]["session_id"]
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
         """Stream events into emit until stop is set, reconnecting with backoff."""

@@ -26,6 +26,8 @@ def run_watch(
     out = out or sys.stdout
     client = WatchClient(url, session_id)
     client.check()
+    client.resolve()
+    session_id = client.session_id
     if tmux and session_id is None:
         from clauditor.watch.tmux import bootstrap, run_overview
 
