@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 EVENT_TYPES = (
     "hello",
     "session_start",
+    "session_named",
     "session_active",
     "turn_start",
     "request_start",
@@ -150,6 +151,7 @@ class _Aux:
     """What the hub remembers per live session beyond the tracker's own state."""
 
     announced: bool = False
+    name: str | None = None  # the display name last announced
     last_tool: str | None = None
     last_summary: str | None = None
     pending_turn_end: Turn | None = None
@@ -328,12 +330,24 @@ class WatchHub(TrackerListener):
         aux = self._aux_of(session)
         if not aux.announced:
             aux.announced = True
-            self.publish(
-                "session_start",
-                session.session_id,
-                session.started_at,
-                **self._session_fields(session, False),
-            )
+            fields = self._session_fields(session, False)
+            aux.name = fields["name"]
+            self.publish("session_start", session.session_id, session.started_at, **fields)
+        else:
+            prompt = session.first_prompt if self.prompts else None
+            name = display_name(prompt, session.session_id)
+            if name != aux.name:
+                # Announced before its prompt was known: the rows and panes that show the
+                # short id take the name now.
+                aux.name = name
+                self.publish(
+                    "session_named",
+                    session.session_id,
+                    session.last_activity_at,
+                    name=name,
+                    prompt=_cap(prompt),
+                    model=session.model,
+                )
         if flush:
             self._flush_turn_end(session, aux)
         return aux

@@ -28,6 +28,7 @@ DOTS: dict[str, tuple[str, str]] = {
 DASHBOARD_FEED = frozenset(
     {
         "session_start",
+        "session_named",
         "session_active",
         "turn_start",
         "tool_use",
@@ -152,6 +153,9 @@ def describe(event: dict[str, Any], named: bool = True) -> str:
         model = short_model(e.get("model"))
         head = f"{e.get('name') or ''} · {model}" if named else f"started · {model}"
         return f"{head} · “{prompt[:80]}”" if prompt else head
+    if kind == "session_named":
+        prompt = (e.get("prompt") or "").replace("\n", " ")
+        return f"named “{prompt[:80]}”" if prompt else f"named {e.get('name') or ''}"
     if kind == "session_active":
         return f"active again (was {e.get('previous')})"
     if kind == "turn_start":

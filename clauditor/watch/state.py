@@ -225,7 +225,11 @@ class WatchState:
         ts = parse_ts(e.get("ts"))
         if ts is not None:
             view.last_event_at = max(view.last_event_at or ts, ts)
-        if kind == "session_active":
+        if kind == "session_named":
+            view.name = e.get("name") or view.name
+            view.prompt = e.get("prompt") or view.prompt
+            view.model = e.get("model") or view.model
+        elif kind == "session_active":
             view.status, view.ended_at = "active", None
         elif kind == "turn_start":
             view.status = "active"

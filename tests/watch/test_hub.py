@@ -308,3 +308,36 @@ def test_display_names() -> None:
     assert display_name(None, "0123456789abcdef") == "01234567"
     assert display_name("   ", "0123456789") == "01234567"
     assert len(display_name("a" * 100, "x")) <= 28
+
+
+def test_a_session_announced_before_its_prompt_is_named_when_it_comes(
+    hub: WatchHub, tracker: SessionTracker, clock: ManualClock
+) -> None:
+    from clauditor.watch.state import WatchState
+
+    sub = hub.subscribe()
+    replay = Replayer(tracker, clock)
+
+    def as_sid(record: dict[str, Any]) -> dict[str, Any]:
+        record = copy.deepcopy(record)
+        header = "x-claude-code-session-id"
+        record["headers"] = [(k, SID if k.lower() == header else v) for k, v in record["headers"]]
+        return record
+
+    # The first request the core sees carries no prompt (a /compact of a session started
+    # before the core was): announced under its short id.
+    replay.exchange(as_sid(fixture_posts("e_compact")[0]))
+    clock.advance(5)
+    replay.exchange(as_sid(fixture_posts("a_plain_text")[0]))
+    events = [e for e in payloads(sub) if e["session_id"] == SID]
+    start = next(e for e in events if e["type"] == "session_start")
+    assert (start["name"], start["prompt"]) == (SID[:8], None)
+    (named,) = [e for e in events if e["type"] == "session_named"]
+    first = tracker.sessions[SID].first_prompt
+    assert first and named["prompt"] == first
+    assert named["name"] == display_name(first, SID) != SID[:8]
+    # A watcher that saw the short id shows the name from then on.
+    state = WatchState()
+    for e in events:
+        state.apply(e)
+    assert state.sessions[SID].name == named["name"]
