@@ -16,6 +16,7 @@ from clauditor import __version__
 from clauditor.envoy.admin import TCP_WARNING, AdminSpec, parse_admin
 from clauditor.envoy.config import Upstream, UpstreamError
 from clauditor.netaddr import AddressError, HostPort
+from clauditor.sessions.registry import default_claude_dir
 from clauditor.store.database import StoreError, default_db_path
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -166,6 +167,15 @@ CORE_OPTIONS = (
         help="Seconds an idle session waits before it is ended (and leaves memory).",
     ),
     click.option(
+        "--claude-dir",
+        envvar="CLAUDITOR_CLAUDE_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Claude Code's config directory, whose sessions/*.json registry says which "
+        "session waits on a permission prompt (read-only) [default: $CLAUDE_CONFIG_DIR or "
+        "~/.claude].",
+    ),
+    click.option(
         "--no-prompts",
         envvar="CLAUDITOR_NO_PROMPTS",
         is_flag=True,
@@ -279,6 +289,7 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
         weekly_token_budget=core["weekly_token_budget"],
         nice=core["core_nice"],
         ext_proc_token=core["ext_proc_token"] or None,
+        claude_dir=(core["claude_dir"] or default_claude_dir()).expanduser(),
     )
 
 

@@ -26,6 +26,7 @@ from clauditor.domain.interpreter import Interpreter
 from clauditor.envoy.config import Upstream
 from clauditor.netaddr import LOOPBACK_NAMES, HostPort, port_in_use
 from clauditor.sessions.ids import resolve_session_id
+from clauditor.sessions.registry import RegistryReader
 from clauditor.sessions.signals.engine import SignalEngine
 from clauditor.sessions.signals.prices import PriceError, PriceTable, load_prices
 from clauditor.sessions.tracker import SessionTracker
@@ -63,6 +64,8 @@ class CoreConfig:
     # ext_proc streams must carry this in their x-clauditor-token metadata; None: any
     # stream is accepted (an Envoy of the user's own without the token configured).
     ext_proc_token: str | None = field(default=None, repr=False)
+    # Claude Code's config directory: its sessions/*.json registry (read-only), or None.
+    claude_dir: Path | None = None
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
@@ -117,6 +120,7 @@ class Core:
         self.telemetry.observe(self.tracker, self.stats)
         self.bus.subscribe("tracker", self.tracker.handle)
         self.servicer = ExtProcServicer(self.interpreter, self.clock, token=config.ext_proc_token)
+        self.registry = RegistryReader(config.claude_dir) if config.claude_dir else None
         self._grpc: grpc.aio.Server | None = None
         self._tick: asyncio.Task[None] | None = None
         self.grpc_port: int | None = None
@@ -149,6 +153,10 @@ class Core:
         while True:
             await asyncio.sleep(1.0)
             try:
+                if self.registry is not None:
+                    # A directory listing and a few small reads: off the event loop.
+                    entries = await asyncio.to_thread(self.registry.poll)
+                    self.tracker.apply_registry(entries)
                 self.tracker.tick()
                 self.store.writer.ensure_running()
                 self.store.maybe_prune()
@@ -215,6 +223,14 @@ class Core:
                 "implausible_usage": self.tracker.implausible_usage,
             },
             "drift": self.tracker.signals.drift.view(),
+            "registry": None
+            if self.registry is None
+            else {
+                "directory": str(self.registry.directory),
+                "available": self.registry.available,
+                "polls": self.registry.polls,
+                "bad_files": self.registry.bad_files,
+            },
             "watch": self.watch.stats(),
             "telemetry": self.telemetry.span_stats(),
             "store": self.store.writer.stats(),

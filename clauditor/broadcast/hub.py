@@ -32,6 +32,7 @@ EVENT_TYPES = (
     "hello",
     "session_start",
     "session_named",
+    "state_changed",
     "session_active",
     "turn_start",
     "request_start",
@@ -386,6 +387,15 @@ class WatchHub(TrackerListener):
             "verified": not session.unverified_reasons,
             "unverified_reasons": list(session.unverified_reasons),
             "prompts": session.prompt_count,
+            "state": session.state,
+            "state_since": iso(session.state_since),
+            "state_source": session.state_source,
+            "waiting_for": session.waiting_for,
+            "state_tool": session.state_tool,
+            "project": session.project,
+            "cwd": session.registry.cwd if session.registry else None,
+            "claude_name": session.registry.name if session.registry else None,
+            "tmux_pane": session.registry.tmux_pane if session.registry else None,
             "context_fill": sig.context_fill,
             "turns_to_compact": sig.turns_to_compact,
             "cache_status": sig.cache_status,
@@ -629,6 +639,23 @@ class WatchHub(TrackerListener):
         self._quota_key, self._quota_sent_at = key, now
         self._quota_tokens = weekly.get("tokens")
         self.publish("quota_status", None, ts, **fields)
+
+    def state_changed(self, session: Session, previous: str) -> None:
+        if session.status == "ended" and session.session_id not in self._aux:
+            return  # right after session_end: do not announce it again
+        self._ensure(session)
+        self.publish(
+            "state_changed",
+            session.session_id,
+            session.state_since,
+            state=session.state,
+            previous=previous,
+            source=session.state_source,
+            waiting_for=session.waiting_for,
+            tool=session.state_tool,
+            project=session.project,
+            tmux_pane=session.registry.tmux_pane if session.registry else None,
+        )
 
     def status_changed(self, session: Session, previous: str) -> None:
         self._ensure(session)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
 from clauditor.clock import iso
+from clauditor.sessions.registry import RegistryEntry
 
 if TYPE_CHECKING:
     from clauditor.sessions.signals.quota import QuotaView
@@ -509,6 +510,16 @@ class Session:
     agents: dict[str, str] = field(default_factory=dict)
     # Background Agent calls still running (launched, not yet notified), by tool_use id.
     background_agents: dict[str, ToolCall] = field(default_factory=dict)
+    # Claude Code's own registry entry (sessions.registry) while its process runs here.
+    registry: RegistryEntry | None = None
+    last_registry: RegistryEntry | None = None  # kept after the process is gone
+    project: str | None = None  # the registry cwd's git root name, else its basename
+    # One state for every view (sessions.state): set by the tracker on each change.
+    state: str = "your_turn"
+    state_since: float | None = None
+    state_source: str = "wire"
+    waiting_for: str | None = None
+    state_tool: str | None = None
     # Retry detection: the fingerprint of the newest main-thread request.
     last_fingerprint: str | None = None
     in_flight: set[int] = field(default_factory=set)
@@ -544,6 +555,16 @@ class Session:
             "verified": not self.unverified_reasons,
             "unverified_reasons": list(self.unverified_reasons),
             "background_agents": len(self.background_agents),
+            "state": self.state,
+            "state_since": iso(self.state_since),
+            "state_source": self.state_source,
+            "waiting_for": self.waiting_for,
+            "state_tool": self.state_tool,
+            "cwd": self.last_registry.cwd if self.last_registry else None,
+            "project": self.project,
+            "claude_name": self.last_registry.name if self.last_registry else None,
+            "pid": self.registry.pid if self.registry else None,  # while it runs
+            "tmux_pane": self.registry.tmux_pane if self.registry else None,
             "first_prompt": self.first_prompt,
             "last_text": self.last_text,
             "entrypoint": self.entrypoint,

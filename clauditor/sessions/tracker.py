@@ -40,7 +40,9 @@ from clauditor.sessions.models import (
     TurnTrigger,
     add_cost,
 )
+from clauditor.sessions.registry import RegistryEntry, project_of
 from clauditor.sessions.signals.engine import SignalEngine
+from clauditor.sessions.state import state_of
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class TrackerListener:
     def tool_result(self, session: Session, call: ToolCall) -> None: ...
     def compacted(self, session: Session, compaction: Compaction) -> None: ...
     def status_changed(self, session: Session, previous: str) -> None: ...
+    def state_changed(self, session: Session, previous: str) -> None: ...
 
 
 def _trigger_of(req: ParsedRequest) -> TurnTrigger:
@@ -304,6 +307,74 @@ class SessionTracker:
                 self.listener_errors += 1
                 log.exception("tracker listener %s.%s failed", type(listener).__name__, method)
 
+    def _changed(self, session: Session) -> None:
+        """After any change to a session: its state first, then the listeners."""
+        self._refresh_state(session)
+        self._notify("session_changed", session)
+
+    def _refresh_state(self, session: Session) -> None:
+        view = state_of(session, session.registry)
+        if (view.state, view.waiting_for, view.tool) == (
+            session.state,
+            session.waiting_for,
+            session.state_tool,
+        ) and session.state_since is not None:
+            session.state_source = view.source
+            return
+        previous = session.state
+        session.state, session.state_source = view.state, view.source
+        session.waiting_for, session.state_tool = view.waiting_for, view.tool
+        now = self.clock.now()
+        if view.source == "claude_code" and session.registry and session.registry.status_since:
+            # The registry says when its status changed; never later than now.
+            now = min(now, max(session.registry.status_since, session.started_at))
+        session.state_since = now
+        self._notify("state_changed", session, previous)
+
+    # -- Claude Code's session registry ------------------------------------------------
+    def apply_registry(self, entries: dict[str, RegistryEntry]) -> None:
+        """The registry's live entries (sessions.registry.RegistryReader.poll), by session
+        id: each joins its session (or starts one the wire has not seen yet); a session
+        whose process is gone ends."""
+        now = self.clock.now()
+        for sid, entry in entries.items():
+            session = self.sessions.get(sid) or self._resume(sid, now)
+            if session is None:
+                start = min(entry.started_at or now, now)
+                session = Session(session_id=sid, started_at=start, last_activity_at=now)
+                self.sessions[sid] = session
+                self._recent[sid] = deque(maxlen=self._requests_kept)
+                self._notify("session_started", session)
+            if session.registry == entry:
+                continue
+            if session.registry is None or session.registry.cwd != entry.cwd:
+                session.project = project_of(entry.cwd)
+            session.registry = session.last_registry = entry
+            session.cc_version = session.cc_version or entry.version
+            session.entrypoint = session.entrypoint or entry.entrypoint
+            if entry.status in ("busy", "waiting"):
+                self._touch(session, now)  # it is working, or waits on its user
+            self._changed(session)
+        for session in list(self.sessions.values()):
+            if session.registry is not None and session.session_id not in entries:
+                self._process_gone(session, now)
+
+    def _process_gone(self, session: Session, now: float) -> None:
+        """Its Claude Code process exited: the session ends now, not at --end-timeout."""
+        session.registry = None
+        if session.in_flight:
+            return  # its last exchanges still finish; the end timer takes it from there
+        turn = session.current_turn
+        if turn is not None:
+            self._end_turn(session, turn, now, "abandoned")
+        previous = session.status
+        session.status = "ended"
+        session.ended_at = now
+        self._refresh_state(session)
+        self._notify("status_changed", session, previous)
+        self._changed(session)
+        self._forget(session)
+
     def _signal(self, method: str, session: Session, *args: object) -> None:
         try:
             getattr(self.signals, method)(session, *args)
@@ -411,7 +482,7 @@ class SessionTracker:
         self._recent[session_id].append(record)
         self._by_exchange[event.exchange_id] = (session, record)
         self._notify("request_started", session, record)
-        self._notify("session_changed", session)
+        self._changed(session)
 
     def _place_in_turn(
         self,
@@ -736,7 +807,7 @@ class SessionTracker:
             # A newer turn started while this one's last request was in flight.
             self._end_turn(session, turn, event.ts, "interrupted")
         self._notify("request_finished", session, record)
-        self._notify("session_changed", session)
+        self._changed(session)
 
     # -- time ----------------------------------------------------------------------
     def tick(self) -> None:
@@ -753,13 +824,15 @@ class SessionTracker:
                 turn = session.current_turn
                 if turn is not None:
                     self._end_turn(session, turn, now, "abandoned")
+                self._refresh_state(session)
                 self._notify("status_changed", session, "active")
-                self._notify("session_changed", session)
+                self._changed(session)
             if session.status == "idle" and quiet >= self.end_timeout:
                 session.status = "ended"
                 session.ended_at = now
+                self._refresh_state(session)  # its last state_changed before session_end
                 self._notify("status_changed", session, "idle")
-                self._notify("session_changed", session)
+                self._changed(session)
                 self._forget(session)
 
     def _forget(self, session: Session) -> None:
@@ -788,5 +861,6 @@ class SessionTracker:
             previous = session.status
             session.status = "ended"
             session.ended_at = now
+            self._refresh_state(session)
             self._notify("status_changed", session, previous)
-            self._notify("session_changed", session)
+            self._changed(session)

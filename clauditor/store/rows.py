@@ -19,6 +19,7 @@ from clauditor.sessions.models import (
     Turn,
     subagent_api,
 )
+from clauditor.sessions.registry import RegistryEntry
 from clauditor.store.schema import CLASS_COLUMNS, COST_CLASSES
 
 
@@ -35,6 +36,19 @@ def class_api(row: dict[str, Any]) -> dict[str, float] | None:
     if all(v is None for v in values.values()):
         return None
     return {c: round(v or 0.0, 6) for c, v in values.items()}
+
+
+def _registry_columns(s: Session) -> dict[str, Any]:
+    """Where the session ran, from Claude Code's registry (its last entry: kept once the
+    process is gone). Every row carries every column: upserts batch rows together."""
+    r = s.last_registry
+    return {
+        "cwd": r.cwd if r else None,
+        "project": s.project,
+        "claude_name": r.name if r else None,
+        "pid": r.pid if r else None,
+        "tmux_pane": r.tmux_pane if r else None,
+    }
 
 
 def session_row(s: Session) -> dict[str, Any]:
@@ -70,6 +84,9 @@ def session_row(s: Session) -> dict[str, Any]:
         "unpriced_requests": s.signals.unpriced_requests,
         "aborted_cost_usd": s.signals.aborted_cost_usd,
         "verified": int(not s.unverified_reasons),
+        "state": s.state,
+        "state_since": iso(s.state_since),
+        **_registry_columns(s),
         "unverified_reasons_json": json.dumps(s.unverified_reasons),
         "context_fill": s.signals.context_fill,
         "context_peak": s.signals.context_peak,
@@ -227,6 +244,16 @@ def session_from_row(row: dict[str, Any]) -> Session:
     )
     # The signal totals keep counting too (row.get: columns of later schema versions).
     sig = session.signals
+    if row.get("cwd") or row.get("claude_name"):
+        # Where it ran before: kept, so its rows do not lose it (the process is not live).
+        session.last_registry = RegistryEntry(
+            pid=row.get("pid") or 0,
+            session_id=session.session_id,
+            cwd=row.get("cwd"),
+            name=row.get("claude_name"),
+            tmux_pane=row.get("tmux_pane"),
+        )
+        session.project = row.get("project")
     sig.cost_usd = row.get("estimated_cost_usd")
     sig.cost_by_class = class_api(row)
     sig.main_cost_usd = row.get("main_cost_usd")
@@ -321,6 +348,16 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "retries": row["retries"],
         "in_flight": 0,
         "verified": row.get("verified") != 0,
+        "state": row.get("state") or ("ended" if row["status"] == "ended" else None),
+        "state_since": row.get("state_since"),
+        "state_source": "wire",
+        "waiting_for": None,
+        "state_tool": None,
+        "cwd": row.get("cwd"),
+        "project": row.get("project"),
+        "claude_name": row.get("claude_name"),
+        "pid": row.get("pid"),
+        "tmux_pane": row.get("tmux_pane"),
         "unverified_reasons": json_column(row.get("unverified_reasons_json"), []),
         "background_agents": 0,
         "first_prompt": row["first_prompt"],

@@ -217,6 +217,10 @@ def _v4_claude_code_2_1_332(db: sqlite_utils.Database) -> None:
             table.add_column(column, float)
     sessions.add_column("main_cost_usd", float)
     sessions.add_column("subagent_cost_usd", float)
+    # From Claude Code's session registry, and the state every view shows.
+    for column in ("cwd", "project", "claude_name", "tmux_pane", "state", "state_since"):
+        sessions.add_column(column, str)
+    sessions.add_column("pid", int)
 
 
 # One `sqlite-utils query clauditor.db "select * from <view>"` away from common questions.

@@ -127,6 +127,9 @@ def start_stack(upstream: str, tmp: Path, *extra: str, idle_timeout: float = 300
         "--idle-timeout", str(idle_timeout),
         *extra,
     ]  # fmt: skip
+    if "--claude-dir" not in extra:
+        # Never the developer's own ~/.claude: their live sessions are not the test's.
+        argv += ["--claude-dir", str(tmp / "claude")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env

@@ -106,17 +106,23 @@ def test_tool_round_trip_events_in_order(
         "session_start",
         "turn_start",
         "request_start",
+        "state_changed",  # working
         "tool_use",
         "request_end",
         "cache_event",
         "context_status",
+        "state_changed",  # tool: Bash runs
         "tool_result",
         "request_start",
+        "state_changed",  # working
         "request_end",
         "cache_event",
         "context_status",
         "turn_end",
+        "state_changed",  # your_turn
     ]
+    states = [(e["state"], e["tool"]) for e in mine if e["type"] == "state_changed"]
+    assert states == [("working", None), ("tool", "Bash"), ("working", None), ("your_turn", None)]
     for e in events:
         assert e["type"] in EVENT_TYPES
         assert e["ts"].endswith("Z") and "T" in e["ts"]
@@ -130,7 +136,7 @@ def test_tool_round_trip_events_in_order(
     assert (tool["tool"], tool["summary"], tool["pending_tools"]) == ("Bash", "echo hi", 1)
     result = next(e for e in mine if e["type"] == "tool_result")
     assert (result["outcome"], result["duration_ms"], result["pending_tools"]) == ("ok", 250.0, 0)
-    end = mine[-1]
+    end = next(e for e in reversed(mine) if e["type"] == "turn_end")
     assert (end["turn"], end["outcome"], end["stop_reason"]) == (1, "completed", "end_turn")
     assert end["duration_ms"] == 3250.0
     assert end["usage"]["output_tokens"] == 18 + 19
@@ -184,7 +190,8 @@ def test_late_subscriber_gets_a_synthetic_session_start(
     assert replayed and all(e["replay"] is True for e in replayed)
     # Only the last seconds: the second exchange, not the first (nor its session_start).
     assert next(e["type"] for e in replayed) == "tool_result"
-    assert replayed[-1]["type"] == "turn_end"
+    assert [e["type"] for e in replayed[-2:]] == ["turn_end", "state_changed"]
+    assert replayed[-1]["state"] == start["state"] == "your_turn"
 
 
 def test_unknown_session_subscriber_waits_for_it(hub: WatchHub) -> None:
@@ -251,7 +258,14 @@ def test_idle_end_and_no_second_announcement(
     clock.advance(1800)
     tracker.tick()
     kinds = [e["type"] for e in payloads(sub)]
-    assert kinds == ["tool_result", "turn_end", "session_idle", "session_end"]
+    assert kinds == [
+        "tool_result",
+        "turn_end",
+        "state_changed",  # idle
+        "session_idle",
+        "state_changed",  # ended, before its session_end
+        "session_end",
+    ]
     assert hub.subscribe(SID).take()[-1].type == "session_end"  # still in the replay ring
 
 
