@@ -17,6 +17,7 @@ from opentelemetry.util.types import Attributes
 
 from clauditor.safetext import scrub_text
 from clauditor.sessions.models import RequestRecord, Session, ToolCall, Turn
+from clauditor.sessions.state import STATES
 from clauditor.sessions.tracker import SessionTracker, TrackerListener
 from clauditor.telemetry import names as n
 from clauditor.telemetry.traces import cache_status, fallback_of
@@ -230,6 +231,7 @@ class Observables:
         self.window = LabelGuard(limit=16)
         engine = tracker.signals
         observe(m, n.ACTIVE_SESSIONS, self._sessions)
+        observe(m, n.SESSIONS_BY_STATE, self._states)
         # Compactions are confirmed by the signal engine (the continuation turn after one).
         observe(m, n.COMPACTIONS, lambda: _obs(engine.compactions))
         observe(m, n.QUOTA_UTILIZATION, self._quota)
@@ -259,6 +261,14 @@ class Observables:
         return [
             Observation(statuses.count(status), {n.LABEL_STATUS: status})
             for status in ("active", "idle")
+        ]
+
+    def _states(self) -> list[Observation]:
+        states = [s.state for s in list(self.tracker.sessions.values())]
+        return [
+            Observation(states.count(state), {n.LABEL_STATE: state})
+            for state in STATES
+            if state != "ended"  # ended sessions leave memory
         ]
 
     def _now(self) -> float:

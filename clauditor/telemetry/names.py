@@ -310,6 +310,14 @@ ACTIVE_SESSIONS = _m(
     "Live sessions by status (active, idle).",
     "clauditor_sessions",
 )
+SESSIONS_BY_STATE = _m(
+    "clauditor.sessions.state",
+    "observable_gauge",
+    "{session}",
+    "Live sessions by state (needs_you, working, tool, your_turn, idle): which ones wait on "
+    "you, from Claude Code's own session registry and the wire.",
+    "clauditor_sessions_state",
+)
 QUOTA_UTILIZATION = _m(
     "clauditor.quota.utilization",
     "observable_gauge",
@@ -476,6 +484,7 @@ METRICS: tuple[MetricSpec, ...] = (
     SESSION_COST,
     SESSIONS_STARTED,
     ACTIVE_SESSIONS,
+    SESSIONS_BY_STATE,
     QUOTA_UTILIZATION,
     WEEKLY_TOKENS_USED,
     WEEKLY_TOKENS_BUDGET,

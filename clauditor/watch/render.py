@@ -19,10 +19,19 @@ from clauditor.broadcast.names import short_id
 from clauditor.watch.state import SessionView, WatchState, parse_ts
 
 DOTS: dict[str, tuple[str, str]] = {
+    "needs-you": ("▲", "bold red"),
     "active": ("●", "green"),
     "waiting-on-tool": ("◐", "cyan"),
+    "your-turn": ("◇", "bright_blue"),
     "idle": ("○", "yellow"),
     "ended": ("■", "grey50"),
+}
+GROUP_TITLES = {
+    "needs_you": "Needs you",
+    "working": "Working",
+    "your_turn": "Your turn",
+    "idle": "Idle",
+    "ended": "Ended",
 }
 # The all-sessions feed leaves out the per-request chatter.
 DASHBOARD_FEED = frozenset(
@@ -42,7 +51,7 @@ DASHBOARD_FEED = frozenset(
         "lagged",
     }
 )
-SESSION_FEED = DASHBOARD_FEED | {"context_status", "request_end"}
+SESSION_FEED = DASHBOARD_FEED | {"context_status", "request_end", "state_changed"}
 CACHE_WARN_SECONDS = 60.0
 NONE = "-"
 
@@ -111,6 +120,10 @@ def marks(view: SessionView) -> Text:
         if out:
             out.append(" ")
         out.append(f"✗{view.errors}", style="bold red")
+    if view.tool_failures:
+        if out:
+            out.append(" ")
+        out.append(f"⚒✗{view.tool_failures}", style="red")
     if view.unverified_reasons:
         if out:
             out.append(" ")
@@ -125,7 +138,34 @@ def cost_text(view: SessionView) -> str:
     return money(view.cost_usd) + ("+?" if view.unpriced_requests else "")
 
 
-def tool_text(view: SessionView) -> Text:
+def ago(seconds: float) -> str:
+    """A staleness clock: 45s, 3m, 2h10m, 3d."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h}h{m:02d}m" if m else f"{h}h"
+    return f"{s // 86400}d"
+
+
+def state_text(view: SessionView, now: float) -> Text | None:
+    """What a waiting session waits for, and for how long ("needs you: permission prompt
+    · 3m", "your turn · 12m"); None while it works (the last tool says more then)."""
+    since = f" · {ago(now - view.state_since)}" if view.state_since is not None else ""
+    if view.state == "needs_you":
+        return Text(f"needs you: {view.waiting_for or 'input'}{since}", style="bold red")
+    if view.state == "your_turn" and view.status == "active":
+        return Text(f"your turn{since}", style="bright_blue")
+    return None
+
+
+def tool_text(view: SessionView, now: float | None = None) -> Text:
+    waiting = state_text(view, now) if now is not None else None
+    if waiting is not None:
+        return waiting
     if not view.last_tool:
         return Text(NONE, style="grey50")
     text = Text(view.last_tool, style="bold")
@@ -153,6 +193,13 @@ def describe(event: dict[str, Any], named: bool = True) -> str:
         model = short_model(e.get("model"))
         head = f"{e.get('name') or ''} · {model}" if named else f"started · {model}"
         return f"{head} · “{prompt[:80]}”" if prompt else head
+    if kind == "state_changed":
+        state = str(e.get("state") or "?")
+        if state == "needs_you":
+            return f"needs you: {e.get('waiting_for') or 'input'}"
+        if state == "tool" and e.get("tool"):
+            return f"tool {e.get('tool')} running"
+        return state.replace("_", " ")
     if kind == "session_named":
         prompt = (e.get("prompt") or "").replace("\n", " ")
         return f"named “{prompt[:80]}”" if prompt else f"named {e.get('name') or ''}"
@@ -395,16 +442,22 @@ def sessions_table(
     widest = max((m.cell_len for m in marked), default=0)
     if widest:  # no empty column eating the names' room
         table.add_column("", width=min(widest, 8 if narrow else 12), no_wrap=True)
+    # Group titles, like Claude Code's agent view, once sessions wait in different ways.
+    titled = len({v.group for v in sessions}) > 1
+    group = None
     for view, mark in zip(sessions, marked, strict=True):
-        cells: list[RenderableType] = [
-            dot(view),
-            Text(view.name, style="grey50" if view.status == "ended" else "bold"),
-        ]
+        if titled and view.group != group:
+            group = view.group
+            table.add_row("", Text(GROUP_TITLES.get(group, group), style="bold underline"))
+        name = Text(view.name, style="grey50" if view.status == "ended" else "bold")
+        if view.project:
+            name = Text.assemble((f"{view.project} ", "grey62"), name)
+        cells: list[RenderableType] = [dot(view), name]
         if width >= 70:
             cells.append(short_model(view.model))
         cells += [
             str(view.turn),
-            tool_text(view),
+            tool_text(view, now),
             fill_bar(view.context_fill, bar),
             cache_countdown(view.cache_expires_at, now, view.cache_status),
             cost_text(view),
@@ -529,7 +582,9 @@ def render_session(
 def pane_title(view: SessionView) -> str:
     """A tmux pane's title: name and model, and so when the session ended."""
     title = f"{view.name} · {short_model(view.model)}"
-    return f"{title} · ended" if view.status == "ended" else title
+    if view.status == "ended":
+        return f"{title} · ended"
+    return f"{title} · needs you" if view.state == "needs_you" else title
 
 
 def plain_line(event: dict[str, Any]) -> str:

@@ -13,6 +13,16 @@ from clauditor.broadcast.names import display_name
 FEED_MAX = 300
 # Feed lines for one session view keep their own, longer history.
 SESSION_FEED_MAX = 500
+GROUPS = ("needs_you", "working", "your_turn", "idle", "ended")
+# The core's session states (sessions.state.STATES) and the dot each shows.
+STATE_ACTIVITY = {
+    "needs_you": "needs-you",
+    "working": "active",
+    "tool": "waiting-on-tool",
+    "your_turn": "your-turn",
+    "idle": "idle",
+    "ended": "ended",
+}
 
 
 def parse_ts(value: Any) -> float | None:
@@ -65,15 +75,35 @@ class SessionView:
     errors: int = 0
     last_error: str | None = None
     output_tokens: int = 0
+    tool_failures: int = 0
+    # The core's one state (sessions.state) and where the session runs (Claude Code's
+    # registry): None from a core that does not send them.
+    state: str | None = None
+    state_since: float | None = None
+    waiting_for: str | None = None
+    state_tool: str | None = None
+    project: str | None = None
+    tmux_pane: str | None = None
 
     @property
     def activity(self) -> str:
-        """The dashboard's dot: active, idle, waiting-on-tool or ended."""
+        """The dashboard's dot: needs-you, active, waiting-on-tool, your-turn, idle, ended."""
         if self.status in ("ended", "idle"):
             return self.status
+        if self.state is not None:
+            return STATE_ACTIVITY.get(self.state, "active")
         if self.pending_tools > 0 and self.in_flight == 0:
             return "waiting-on-tool"
         return "active"
+
+    @property
+    def group(self) -> str:
+        """The dashboard group (most urgent first): needs_you, working, your_turn, idle,
+        ended."""
+        activity = self.activity
+        if activity in ("active", "waiting-on-tool"):
+            return "working"
+        return {"needs-you": "needs_you", "your-turn": "your_turn"}.get(activity, activity)
 
 
 @dataclass
@@ -107,8 +137,9 @@ class WatchState:
 
     # -- queries -------------------------------------------------------------------
     def ordered(self) -> list[SessionView]:
-        """Live sessions first (in first-seen order), ended ones after."""
-        return sorted(self.sessions.values(), key=lambda s: (s.status == "ended", s.order))
+        """By group, most urgent first (needs you, working, your turn, idle, ended), then
+        in first-seen order: rows do not jump around within a group."""
+        return sorted(self.sessions.values(), key=lambda s: (GROUPS.index(s.group), s.order))
 
     def session(self, session_id: str) -> SessionView | None:
         return self.sessions.get(session_id)
@@ -199,7 +230,11 @@ class WatchState:
         view.last_tool = e.get("last_tool") or view.last_tool
         view.last_tool_summary = e.get("last_tool_summary") or view.last_tool_summary
         view.tool_calls = _int(e.get("tool_calls"), view.tool_calls)
+        view.tool_failures = _int(e.get("tool_failures"), view.tool_failures)
         view.errors = _int(e.get("errors"), view.errors)
+        self._state(view, e, "state_tool")
+        view.project = e.get("project") or view.project
+        view.tmux_pane = e.get("tmux_pane") or view.tmux_pane
         view.fallbacks = _int(e.get("fallbacks"), view.fallbacks)
         view.fallback_to = e.get("fallback_to") or view.fallback_to
         self._trust(view, e)
@@ -225,7 +260,17 @@ class WatchState:
         ts = parse_ts(e.get("ts"))
         if ts is not None:
             view.last_event_at = max(view.last_event_at or ts, ts)
-        if kind == "session_named":
+        if kind == "state_changed":
+            self._state(view, e, "tool")
+            view.project = e.get("project") or view.project
+            view.tmux_pane = e.get("tmux_pane") or view.tmux_pane
+            if view.state == "ended":
+                view.status, view.ended_at = "ended", ts
+            elif view.state == "idle":
+                view.status = "idle"
+            elif view.status != "active":
+                view.status, view.ended_at = "active", None
+        elif kind == "session_named":
             view.name = e.get("name") or view.name
             view.prompt = e.get("prompt") or view.prompt
             view.model = e.get("model") or view.model
@@ -247,6 +292,8 @@ class WatchState:
             view.pending_tools = _int(e.get("pending_tools"), view.pending_tools + 1)
         elif kind == "tool_result":
             view.pending_tools = _int(e.get("pending_tools"), max(0, view.pending_tools - 1))
+            if e.get("outcome") == "error":
+                view.tool_failures += 1
         elif kind == "request_end":
             view.in_flight = _int(e.get("in_flight"), max(0, view.in_flight - 1))
             self._cost(view, e.get("session_cost_usd"))
@@ -282,6 +329,19 @@ class WatchState:
             view.in_flight = view.pending_tools = 0
             view.turn_in_progress = False
             self._cost(view, e.get("cost_usd"))
+
+    @staticmethod
+    def _state(view: SessionView, e: dict[str, Any], tool_key: str) -> None:
+        """The state fields of a session_start (tool in `state_tool`) or a state_changed
+        (tool in `tool`)."""
+        state = e.get("state")
+        if not isinstance(state, str) or state not in STATE_ACTIVITY:
+            return
+        view.state = state
+        view.state_since = parse_ts(e.get("state_since")) or parse_ts(e.get("ts"))
+        waiting, tool = e.get("waiting_for"), e.get(tool_key)
+        view.waiting_for = waiting if isinstance(waiting, str) else None
+        view.state_tool = tool if isinstance(tool, str) else None
 
     @staticmethod
     def _trust(view: SessionView, e: dict[str, Any]) -> None:

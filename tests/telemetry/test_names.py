@@ -155,6 +155,7 @@ PINNED_METRICS = [
     ("clauditor.session.cost.usd", "histogram", "{USD}", "clauditor_session_cost_usd"),
     ("clauditor.sessions.started", "counter", "{session}", "clauditor_sessions_started_total"),
     ("clauditor.sessions", "observable_gauge", "{session}", "clauditor_sessions"),
+    ("clauditor.sessions.state", "observable_gauge", "{session}", "clauditor_sessions_state"),
     ("clauditor.quota.utilization", "observable_gauge", "1", "clauditor_quota_utilization"),
     (
         "clauditor.weekly.tokens.used",

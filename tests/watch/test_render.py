@@ -143,8 +143,9 @@ def test_ended_session() -> None:
     out = text(render_dashboard(state, T0 + 10, height=20, url=URL, tz=UTC, width=100), 100)
     lines = out.splitlines()
     assert lines[0] == "clauditor watch · 1 session (1 active) · http://127.0.0.1:9091"
-    assert lines[3].startswith("■ write release notes      sonnet-4-5      1 Read CHANGELOG.md")
-    assert lines[3].endswith("$0.06")
+    assert lines[2:5] == ["  Working", lines[3], "  Ended"]
+    assert lines[5].startswith("■ write release notes      sonnet-4-5      1 Read CHANGELOG.md")
+    assert lines[5].endswith("$0.06")
     assert "08:00:09 write release note ended · 1 turns · $0.06" in out
     assert pane_title(state.sessions[B]) == "write release notes · sonnet-4-5 · ended"
     assert pane_title(state.sessions[A]) == "fix the auth middleware · opus-4-8"
@@ -155,9 +156,16 @@ def test_ended_sessions_sort_last_and_idle_is_marked() -> None:
     state.apply(ev("session_start", C, 8, name="third", model="claude-haiku-4-5"))
     state.apply(ev("session_end", A, 9, turns=3))
     state.apply(ev("session_idle", B, 9))
-    out = text(render_dashboard(state, T0 + 10, height=8, url=URL, tz=UTC, width=100), 100)
-    rows = [line[:20].rstrip() for line in out.splitlines()[2:5]]
-    assert rows == ["○ write release note", "● third", "■ fix the auth middl"]
+    out = text(render_dashboard(state, T0 + 10, height=12, url=URL, tz=UTC, width=100), 100)
+    rows = [line[:20].rstrip() for line in out.splitlines()[2:8]]
+    assert rows == [
+        "  Working",
+        "● third",
+        "  Idle",
+        "○ write release note",
+        "  Ended",
+        "■ fix the auth middl",
+    ]
 
 
 def test_reconnecting_is_shown() -> None:
@@ -256,3 +264,34 @@ def test_a_session_none_of_whose_requests_was_priced_shows_no_dollar_figure() ->
 def test_a_task_notification_turn_is_named_in_the_feed() -> None:
     line = plain_line(ev("turn_start", A, 1, turn=2, trigger="task_notification"))
     assert line.endswith("turn_start     turn 2 (task notification)")
+
+
+def test_sessions_group_by_state_with_what_they_wait_for() -> None:
+    state = two_sessions()
+    # A's Bash waits on a permission prompt (Claude Code's registry says so); B finished
+    # its turn and waits for the next prompt.
+    state.apply(ev("state_changed", A, 4, state="needs_you", previous="tool",
+                   source="claude_code", waiting_for="permission prompt", project="api"))  # fmt: skip
+    state.apply(ev("state_changed", B, 7, state="your_turn", previous="working",
+                   source="wire", project="docs"))  # fmt: skip
+    out = text(render_dashboard(state, T0 + 184, height=20, url=URL, tz=UTC, width=140), 140)
+    rows = out.splitlines()[2:6]
+    assert rows[0] == "  Needs you"
+    assert rows[1].startswith("▲ api fix the auth middleware")
+    assert "needs you: permission prompt · 3m" in rows[1]
+    assert rows[2] == "  Your turn"
+    assert rows[3].startswith("◇ docs write release notes")
+    assert "your turn · 2m" in rows[3]
+    assert pane_title(state.sessions[A]) == "fix the auth middleware · opus-4-8 · needs you"
+    assert plain_line(ev("state_changed", A, 4, state="needs_you",
+                         waiting_for="permission prompt")).endswith(
+        "state_changed  needs you: permission prompt"
+    )  # fmt: skip
+
+
+def test_a_session_with_failed_tools_is_marked() -> None:
+    state = two_sessions()
+    state.apply(ev("tool_result", B, 8, tool="Bash", outcome="error", pending_tools=0))
+    out = text(render_dashboard(state, T0 + 10, height=20, url=URL, tz=UTC, width=100), 100)
+    row = next(line for line in out.splitlines() if "write release" in line)
+    assert row.endswith("⚒✗1")
