@@ -271,7 +271,8 @@ def test_sessions_group_by_state_with_what_they_wait_for() -> None:
     # A's Bash waits on a permission prompt (Claude Code's registry says so); B finished
     # its turn and waits for the next prompt.
     state.apply(ev("state_changed", A, 4, state="needs_you", previous="tool",
-                   source="claude_code", waiting_for="permission prompt", project="api"))  # fmt: skip
+                   source="claude_code", waiting_for="permission prompt",
+                   project="api"))  # fmt: skip
     state.apply(ev("state_changed", B, 7, state="your_turn", previous="working",
                    source="wire", project="docs"))  # fmt: skip
     out = text(render_dashboard(state, T0 + 184, height=20, url=URL, tz=UTC, width=140), 140)
