@@ -176,6 +176,14 @@ CORE_OPTIONS = (
         "~/.claude].",
     ),
     click.option(
+        "--on-alert",
+        envvar="CLAUDITOR_ON_ALERT",
+        default=None,
+        metavar="CMD",
+        help="Run CMD (through the shell) for each alert, with the alert as JSON on its "
+        "standard input; bounded to 10 s, never blocking the core.",
+    ),
+    click.option(
         "--no-prompts",
         envvar="CLAUDITOR_NO_PROMPTS",
         is_flag=True,
@@ -290,6 +298,7 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
         nice=core["core_nice"],
         ext_proc_token=core["ext_proc_token"] or None,
         claude_dir=(core["claude_dir"] or default_claude_dir()).expanduser(),
+        on_alert=core["on_alert"] or None,
     )
 
 

@@ -18,6 +18,7 @@ import uvicorn
 
 from clauditor import __version__
 from clauditor.api.app import create_app
+from clauditor.broadcast.command import AlertCommand
 from clauditor.broadcast.hub import WatchHub
 from clauditor.clock import Clock, SystemClock, iso
 from clauditor.domain.bus import EventBus
@@ -25,6 +26,7 @@ from clauditor.domain.events import DomainEvent
 from clauditor.domain.interpreter import Interpreter
 from clauditor.envoy.config import Upstream
 from clauditor.netaddr import LOOPBACK_NAMES, HostPort, port_in_use
+from clauditor.sessions.alerts import AlertEngine
 from clauditor.sessions.ids import resolve_session_id
 from clauditor.sessions.registry import RegistryReader
 from clauditor.sessions.signals.engine import SignalEngine
@@ -66,6 +68,7 @@ class CoreConfig:
     ext_proc_token: str | None = field(default=None, repr=False)
     # Claude Code's config directory: its sessions/*.json registry (read-only), or None.
     claude_dir: Path | None = None
+    on_alert: str | None = None  # a shell command given each alert as JSON on stdin
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
@@ -117,6 +120,14 @@ class Core:
             version=self.version,
         )
         self.tracker.listeners.append(self.watch)
+        # Alerts, once per episode, on /watch and to the --on-alert command.
+        self.alerts = AlertEngine(self.clock, self.tracker)
+        self.alerts.sinks.append(self.watch.alert)
+        self.alerts.clear_sinks.append(self.watch.alert_cleared)
+        self.alert_command = AlertCommand(config.on_alert) if config.on_alert else None
+        if self.alert_command is not None:
+            self.alerts.sinks.append(self.alert_command)
+        self.tracker.listeners.append(self.alerts)
         self.telemetry.observe(self.tracker, self.stats)
         self.bus.subscribe("tracker", self.tracker.handle)
         self.servicer = ExtProcServicer(self.interpreter, self.clock, token=config.ext_proc_token)
@@ -158,6 +169,7 @@ class Core:
                     entries = await asyncio.to_thread(self.registry.poll)
                     self.tracker.apply_registry(entries)
                 self.tracker.tick()
+                self.alerts.tick()
                 self.store.writer.ensure_running()
                 self.store.maybe_prune()
             except Exception:
@@ -174,6 +186,8 @@ class Core:
             await self.bus.drain(timeout=2.0)
         self.tracker.shutdown()
         await self.bus.stop()
+        if self.alert_command is not None:
+            await self.alert_command.close()
         self.store.writer.flush(timeout=5.0)
         self.store.stop()
         # Last: the spans ended above; a dead collector costs at most a few seconds.
@@ -223,6 +237,11 @@ class Core:
                 "implausible_usage": self.tracker.implausible_usage,
             },
             "drift": self.tracker.signals.drift.view(),
+            "alerts": {
+                "fired": self.alerts.fired,
+                "active": len(self.alerts.active),
+                "command": None if self.alert_command is None else asdict(self.alert_command.stats),
+            },
             "registry": None
             if self.registry is None
             else {

@@ -106,6 +106,11 @@ def create_app(core: Core) -> FastAPI:
             "compaction_thresholds": signals.learned_thresholds(),
         }
 
+    @app.get("/api/alerts")
+    async def alerts() -> dict[str, Any]:
+        """Alerts still open (their episode has not cleared) and the recent ones."""
+        return core.alerts.view()
+
     @app.get("/api/models")
     async def models() -> dict[str, Any]:
         """The model catalog (rates in force now) and the models seen that it lacks."""

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from clauditor.broadcast.names import display_name
 from clauditor.clock import Clock, iso
 from clauditor.safetext import utf8_json
+from clauditor.sessions.alerts import Alert
 from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
 from clauditor.sessions.tracker import TURN_KINDS, TrackerListener
 
@@ -33,6 +34,8 @@ EVENT_TYPES = (
     "session_start",
     "session_named",
     "state_changed",
+    "alert",
+    "alert_cleared",
     "session_active",
     "turn_start",
     "request_start",
@@ -639,6 +642,21 @@ class WatchHub(TrackerListener):
         self._quota_key, self._quota_sent_at = key, now
         self._quota_tokens = weekly.get("tokens")
         self.publish("quota_status", None, ts, **fields)
+
+    def alert(self, alert: Alert) -> None:
+        """An AlertEngine sink: one `alert` event per episode."""
+        self.publish(
+            "alert",
+            alert.session_id,
+            alert.at,
+            kind=alert.kind,
+            reason=alert.reason,
+            evidence=alert.evidence,
+        )
+
+    def alert_cleared(self, alert: Alert) -> None:
+        """The alert's episode is over (the session stopped waiting, the quota fell...)."""
+        self.publish("alert_cleared", alert.session_id, self.clock.now(), kind=alert.kind)
 
     def state_changed(self, session: Session, previous: str) -> None:
         if session.status == "ended" and session.session_id not in self._aux:

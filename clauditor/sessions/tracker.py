@@ -844,6 +844,11 @@ class SessionTracker:
         self._closed_agents.pop(session.session_id, None)
 
     # -- queries -------------------------------------------------------------------
+    def request_of(self, exchange_id: int) -> RequestRecord | None:
+        """The request of an exchange in flight."""
+        entry = self._by_exchange.get(exchange_id)
+        return entry[1] if entry is not None else None
+
     def recent_requests(self, session_id: str) -> list[RequestRecord]:
         return list(self._recent.get(session_id, ()))
 

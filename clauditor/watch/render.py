@@ -38,6 +38,7 @@ DASHBOARD_FEED = frozenset(
     {
         "session_start",
         "session_named",
+        "alert",
         "session_active",
         "turn_start",
         "tool_use",
@@ -138,6 +139,23 @@ def cost_text(view: SessionView) -> str:
     return money(view.cost_usd) + ("+?" if view.unpriced_requests else "")
 
 
+ALERTS_SHOWN = 3
+
+
+def alert_lines(state: WatchState) -> list[Text]:
+    """The open alerts, newest first (at most ALERTS_SHOWN, then how many more)."""
+    alerts = sorted(state.alerts.values(), key=lambda e: e.get("seq") or 0, reverse=True)
+    out = []
+    for e in alerts[:ALERTS_SHOWN]:
+        style = "bold red" if e.get("kind") == "needs_you" else "bold yellow"
+        line = Text(f"⚠ {e.get('reason') or e.get('kind')}", style=style)
+        line.no_wrap, line.overflow = True, "ellipsis"
+        out.append(line)
+    if len(alerts) > ALERTS_SHOWN:
+        out.append(Text(f"  +{len(alerts) - ALERTS_SHOWN} more alerts", style="yellow"))
+    return out
+
+
 def ago(seconds: float) -> str:
     """A staleness clock: 45s, 3m, 2h10m, 3d."""
     s = max(0, int(seconds))
@@ -193,6 +211,10 @@ def describe(event: dict[str, Any], named: bool = True) -> str:
         model = short_model(e.get("model"))
         head = f"{e.get('name') or ''} · {model}" if named else f"started · {model}"
         return f"{head} · “{prompt[:80]}”" if prompt else head
+    if kind == "alert":
+        return f"{e.get('kind')}: {e.get('reason')}"
+    if kind == "alert_cleared":
+        return f"{e.get('kind')} over"
     if kind == "state_changed":
         state = str(e.get("state") or "?")
         if state == "needs_you":
@@ -483,6 +505,7 @@ def render_dashboard(
     """All sessions: a row each, the quota line, then as many recent events as fit."""
     sessions = state.ordered()
     parts: list[RenderableType] = [status_line(state, now, url, title)]
+    parts += alert_lines(state)
     if sessions:
         parts.append(sessions_table(state, now, sessions, width))
     else:

@@ -125,6 +125,8 @@ class WatchState:
     connection: Connection = field(default_factory=Connection)
     lagged_total: int = 0
     events_seen: int = 0
+    # Open alerts by (kind, session id): shown until the core says the episode ended.
+    alerts: dict[tuple[str, str | None], dict[str, Any]] = field(default_factory=dict)
     # Sessions this connection's snapshot already brought up to date: their replayed
     # events are older than the snapshot and only go to the feed.
     _fresh: set[str] = field(default_factory=set)
@@ -166,6 +168,14 @@ class WatchState:
         if kind == "lagged":
             self.lagged_total += _int(event.get("missed"))
             self._feed(event)
+            return
+        if kind in ("alert", "alert_cleared"):
+            key = (str(event.get("kind")), sid if isinstance(sid, str) else None)
+            if kind == "alert":
+                self.alerts[key] = event
+                self._feed(event)
+            else:
+                self.alerts.pop(key, None)
             return
         if not isinstance(sid, str):
             return
@@ -324,6 +334,8 @@ class WatchState:
             view.in_flight = 0
             view.turn_in_progress = False
         elif kind == "session_end":
+            for key in [k for k in self.alerts if k[1] == view.session_id]:
+                del self.alerts[key]
             view.status = "ended"
             view.ended_at = ts
             view.in_flight = view.pending_tools = 0
