@@ -169,4 +169,13 @@ HARMLESS = [
     "AKIA is the prefix of an AWS key id; sk- starts OpenAI keys",
     "password: ******** and secret: <your-secret-here>",
     "sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    # Code, as pasted into a prompt: names with `key` or `token` are not all secrets.
+    "merged.sort(key=lambda s: s['last_activity_at'] or '', reverse=True)",
+    "def _warm(line: CacheLine | None, key: CacheKey, t: float) -> bool:",
+    "attrs = {n.LLM_TOKEN_COUNT_PROMPT: total_input, 'x': 1}",
+    'env = {"ANTHROPIC_API_KEY": FAKE_KEY, "bearer token": BEARER}',
+    'value = pb.HeaderValue(key=":path", raw_value=b"/v1/messages")',
+    "client = Client(token=token, api_key=api_key)",
+    'OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer <token>"',
+    "After a run with an `Authorization: Bearer` token on every request",
 ]

@@ -180,7 +180,7 @@ _RULES_SHAPES: tuple[_Rule, ...] = (
 
 _AUTH = re.compile(
     r"(?<![A-Za-z0-9_-])(?:proxy-)?authorization[\"']?\s{0,4}[:=]\s{0,4}[\"']?"
-    r"([^\s\"',;]{1,4096})(?:(\s{1,4})([^\s\"',;]{1,4096}))?",
+    r"([^\s\"'`,;]{1,4096})(?:(\s{1,4})([^\s\"'`,;]{1,4096}))?",
     re.IGNORECASE,
 )
 
@@ -258,6 +258,8 @@ def _secret_name(name: str) -> bool:
         return False
     if "public" in words:  # public_key=ssh-rsa ...: not a secret
         return False
+    if words == ["key"]:  # sort(key=...), {"key": ...}, key: CacheKey: code, not a secret
+        return False
     return any(w in _SECRET_WORDS for w in words)
 
 
@@ -269,17 +271,38 @@ def _assignment_kind(name: str, value_len: int) -> str:
     return "aws_secret" if aws else "assignment"
 
 
+def _placeholder(v: str) -> bool:
+    """A reference, a template or an already masked value: `$TOKEN`, `<token>`, `****`."""
+    if v[0] in "$%<{*" or v.startswith(("...", "…")):
+        return True
+    return set(v) <= set("*xX.•-_")
+
+
 def _secret_value(value: str) -> bool:
     v = value.strip()
     if len(v) < 3 or v.startswith(MARKER_PREFIX) or v.lower() in _NOT_SECRET:
         return False
-    if v[0] in "$%<{*" or v.startswith(("...", "…")):  # a reference or a placeholder
-        return False
-    if v.isdigit() and len(v) < 6:  # token_count=5, max_key=100
-        return False
-    if set(v) <= set("*xX.•-_"):  # ****, xxxx: already masked
+    if _placeholder(v) or (v.isdigit() and len(v) < 6):  # token_count=5, max_key=100
         return False
     return not _DOTTED.fullmatch(v)  # os.environ, settings.API_KEY: code, not a value
+
+
+# Words that open an expression, not a literal value: `key=lambda s: ...`.
+_CODE_WORDS = _words("lambda self this cls new function await async return not await yield typeof")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_CAMEL_CASE = re.compile(r"[a-z][A-Za-z]*[A-Z]|[A-Z][a-z]+[A-Z]")
+
+
+def _code_value(name: str, v: str, spaced: bool) -> bool:
+    """An unquoted value that reads as code: a keyword, the name passed on (`token=token`),
+    or, after a spaced separator (`name = v`, `name: v`, code and type annotations rather
+    than `NAME=value` in a shell), an identifier with `_` or CamelCase (`total_input`,
+    `FAKE_KEY`, `CacheKey`, `BEARER`) that does not look random."""
+    if v in _CODE_WORDS or v.lower() == name.lower():
+        return True
+    if not spaced or not _IDENT.fullmatch(v) or _looks_random(v):
+        return False
+    return "_" in v or _CAMEL_CASE.match(v) is not None or (v.isalpha() and v.isupper())
 
 
 # -- the engine ------------------------------------------------------------------------------
@@ -385,7 +408,7 @@ def _private_keys(text: str) -> str:
 
 
 def _authorization(text: str) -> str:
-    if "uthorization" not in text and "UTHORIZATION" not in text:
+    if "authorization" not in text.lower():
         return text
     out: list[str] = []
     pos = keep = 0
@@ -394,10 +417,16 @@ def _authorization(text: str) -> str:
         if m is None:
             break
         first, second = m.group(1), m.group(3)
-        # "Basic <credentials>": the scheme stays readable.
-        grp = 3 if first.lower() in _AUTH_SCHEMES and second else 1
+        scheme = first.lower() in _AUTH_SCHEMES
+        # "Basic <credentials>": the scheme stays readable; a scheme alone is prose.
+        grp = 3 if scheme and second else 1
         value = m.group(grp)
-        if value.startswith(MARKER_PREFIX) or len(value) < 4:
+        if (
+            (scheme and not second)
+            or value.startswith(MARKER_PREFIX)
+            or len(value) < 4
+            or _placeholder(value)
+        ):
             pos = m.start() + 1
             continue
         start, end = m.span(grp)
@@ -428,8 +457,15 @@ def _assignments(pattern: re.Pattern[str], text: str) -> str:
         start, end = v.span(grp)
         quoted = start > 0 and text[start - 1] in "\"'"
         end = _stretch(text, end, _QUOTED_TAIL if quoted else _BARE_TAIL)
-        if not quoted and text[end : end + 1] in ("(", "["):
-            pos = m.start() + 1  # get_key(...), os.environ[...]: code, not a value
+        spaced = any(c.isspace() for c in text[m.end(1) : start])
+        if (
+            not quoted
+            and (
+                text[end : end + 1] in ("(", "[")  # get_key(...), os.environ[...]
+                or _code_value(name, text[start:end], spaced)
+            )
+        ):
+            pos = m.start() + 1
             continue
         out.append(text[keep:start])
         out.append(marker(_assignment_kind(name, len(value))))
