@@ -42,7 +42,7 @@ class MessageResult:
     stop_reason: str | None = None
     stop_sequence: str | None = None
     usage: Usage = field(default_factory=Usage)
-    text: str = ""  # text blocks joined with "\n", last TEXT_CAP chars
+    text: str = ""  # text blocks joined with "\n", last TEXT_CAP chars from a word start
     tool_uses: list[ToolUse] = field(default_factory=list)
     block_types: list[str] = field(default_factory=list)
     fallback_blocks: int = 0
@@ -106,8 +106,21 @@ def _block_has_content(block: dict[str, Any]) -> bool:
     return any(v for k, v in block.items() if k not in ("type", "citations"))
 
 
+def _tail(s: str) -> str:
+    """The last TEXT_CAP chars of s, from the start of a word when that cut falls inside
+    one: the summary never opens on the second half of a token whose shape (`sk-ant-`...)
+    is gone, which no redaction rule could recognise."""
+    if len(s) <= TEXT_CAP:
+        return s
+    tail = s[-TEXT_CAP:]
+    if s[-TEXT_CAP - 1].isspace() or tail[0].isspace():
+        return tail
+    parts = tail.split(None, 1)
+    return parts[1] if len(parts) == 2 else ""
+
+
 class _TextAcc:
-    """Text blocks joined with "\\n", keeping only the last TEXT_CAP chars."""
+    """Text blocks joined with "\\n", keeping only the last TEXT_CAP chars (see _tail)."""
 
     __slots__ = ("_block_started", "_len", "_parts")
 
@@ -130,14 +143,15 @@ class _TextAcc:
         self._parts.append(s)
         self._len += len(s)
         if self._len > 4 * TEXT_CAP and len(self._parts) > 1:
-            joined = "".join(self._parts)[-TEXT_CAP:]
+            # One char more than kept: value() must see whether its cut splits a word.
+            joined = "".join(self._parts)[-TEXT_CAP - 1 :]
             self._parts = [joined]
             self._len = len(joined)
 
     def value(self) -> str:
         if len(self._parts) > 1:
             self._parts = ["".join(self._parts)]
-        return self._parts[0][-TEXT_CAP:] if self._parts else ""
+        return _tail(self._parts[0]) if self._parts else ""
 
 
 def _set_error(r: MessageResult, err: Any) -> None:

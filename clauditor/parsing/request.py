@@ -376,7 +376,10 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
     elif messages and (billing is not None or "context_management" in b or tools):
         r.kind = "main"
 
-    human = clean_prompt("\n".join(_human_texts(user_texts, bool(refs))), limit=1 << 62)
+    # Full and unredacted: only hashed (the fingerprint) and re-cleaned below for display.
+    human = clean_prompt(
+        "\n".join(_human_texts(user_texts, bool(refs))), limit=1 << 62, keep_secrets=True
+    )
     # Title, compaction and subagent "prompts" are written by Claude Code, not a person.
     r.new_prompt = bool(human) and r.kind in ("main", "other")
     r.prompt = clean_prompt(human) if r.new_prompt else None
@@ -394,7 +397,8 @@ def _from_body(r: ParsedRequest, b: dict[str, Any], betas: list[str]) -> None:
 
 def task_key(prompt: str) -> str:
     """Digest of a subagent task prompt, as sent in the Agent tool input or the subagent."""
-    return hashlib.sha256(_utf8(clean_prompt(prompt, limit=1 << 62))).hexdigest()[:16]
+    cleaned = clean_prompt(prompt, limit=1 << 62, keep_secrets=True)  # hashed, never shown
+    return hashlib.sha256(_utf8(cleaned)).hexdigest()[:16]
 
 
 def parse_request(headers: Mapping[str, str], body: bytes | bytearray) -> ParsedRequest:

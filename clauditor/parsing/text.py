@@ -7,8 +7,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from clauditor.claude_code import AGENT_TOOLS, FILE_TOOLS
+from clauditor.parsing.redact import MARKER_PREFIX, redact
 
 ELLIPSIS = "…"
+# Redaction reads this much (or 4x the cap) of a long text: enough that the display cap
+# falls well inside redacted text, and bounded work on a pasted megabyte.
+REDACT_WINDOW = 8192
 
 # Wrappers whose whole content is machine-made noise for a prompt view.
 _DROP_TAGS = (
@@ -47,12 +51,28 @@ def _fold(text: str) -> str:
     return " ".join(text.split())
 
 
-def _cap(text: str, limit: int) -> str:
+def _cap(text: str, limit: int, more: bool = False) -> str:
+    """At most `limit` chars, an ellipsis when something was cut (or `more` was left
+    unread); a cut never splits a `[redacted:kind]` marker."""
     if limit <= 0:
         return ""
-    if len(text) <= limit:
+    if len(text) <= limit and not more:
         return text
-    return text[: limit - 1].rstrip() + ELLIPSIS
+    if len(text) < limit:
+        return text.rstrip() + ELLIPSIS
+    cut = text[: limit - 1]
+    open_at = cut.rfind(MARKER_PREFIX)
+    if open_at >= 0 and "]" not in cut[open_at:]:
+        cut = cut[:open_at]
+    return cut.rstrip() + ELLIPSIS
+
+
+def _redact_cap(text: str, limit: int) -> str:
+    """Secrets out, then the cap: a cut can never leave half a secret visible."""
+    window = max(limit * 4, REDACT_WINDOW)
+    more = len(text) > window
+    # The window's own cut may split a token: redact(truncated=True) drops that word.
+    return _cap(redact(text[:window], truncated=more), limit, more)
 
 
 def _drop_blocks(text: str, tag: str) -> str:
@@ -78,23 +98,30 @@ def _drop_blocks(text: str, tag: str) -> str:
     return "".join(out)
 
 
-def clean_prompt(text: str, limit: int = 500) -> str:
-    """A human prompt as a person would read it: no reminders, no command noise."""
+def clean_prompt(text: str, limit: int = 500, *, keep_secrets: bool = False) -> str:
+    """A human prompt as a person would read it: no reminders, no command noise, and
+    secrets replaced by `[redacted:kind]` before the cap.
+
+    `keep_secrets=True` is for text that is only hashed (prompt identity, subagent
+    task keys), never stored or shown."""
     if not isinstance(text, str):
         return ""
     if "<" in text:
         for tag in _DROP_TAGS:
             text = _drop_blocks(text, tag)
         text = _WRAPPER_TAG.sub(" ", text)
-    return _cap(_fold(text), limit)
+    text = _fold(text)
+    return _cap(text, limit) if keep_secrets else _redact_cap(text, limit)
 
 
 def summarize_text(text: str, limit: int = 300) -> str:
     """An assistant reply in one line: prose only, no code or JSON."""
     if not isinstance(text, str):
         return ""
-    # Bounded work: a summary never needs more than the start of a long reply.
-    text = text[: max(limit * 40, 4000)]
+    # Bounded work: a summary never needs more than the start of a long reply. Secrets go
+    # first, while the text still has its lines (a key block, `export X=...`).
+    window = max(limit * 40, 4000)
+    text = redact(text[:window], truncated=len(text) > window)
     if "```" in text or "~~~" in text:
         text = _FENCE.sub("\n", text)
     kept = [ln for ln in text.splitlines() if ln.strip() and not _CODE_LINE.search(ln)]
@@ -136,7 +163,7 @@ def _summary(name: str, d: dict[str, Any]) -> str:
         if not isinstance(cmd, str):
             return ""
         lines = cmd.strip().splitlines()
-        return _cap(_fold(lines[0]) if lines else "", BASH_HEAD)
+        return _redact_cap(_fold(lines[0]) if lines else "", BASH_HEAD)
     if name in ("Grep", "Glob"):
         pattern, path = _s(d.get("pattern")), _s(d.get("path"))
         return f"{pattern} in {path}" if pattern and path else pattern or path
@@ -151,7 +178,10 @@ def _summary(name: str, d: dict[str, Any]) -> str:
 
 
 def tool_input_summary(name: str, tool_input: dict[str, Any] | None, limit: int = 120) -> str:
-    """What a tool call is about, without values that could be file contents or secrets."""
+    """What a tool call is about, without values that could be file contents or secrets.
+
+    Paths, patterns, queries and descriptions can still hold a pasted token (a query
+    string, `grep ghp_...`): every summary is redacted before its cap."""
     if not isinstance(tool_input, dict) or not isinstance(name, str):
         return ""
-    return _cap(_summary(name, tool_input), limit)
+    return _redact_cap(_summary(name, tool_input), limit)

@@ -268,12 +268,28 @@ def test_thinking_text_not_in_text_and_blocks_joined_by_newline() -> None:
 
 
 def test_text_is_capped_to_last_chars() -> None:
-    long = "".join(f"{i:05d}" for i in range(3000))  # 15000 chars
+    long = " ".join(f"{i:05d}" for i in range(3000))  # 17999 chars, 6 per word
     m = message([{"type": "text", "text": long}])
     r, _ = fold_bytes(render_sse(m, text_piece=50))
-    assert len(r.text) == TEXT_CAP
-    assert r.text == long[-TEXT_CAP:]
-    assert fold_message_json(m).text == long[-TEXT_CAP:]
+    # The last TEXT_CAP chars, from the first whole word.
+    expected = long[-TEXT_CAP:].split(" ", 1)[1]
+    assert TEXT_CAP - 6 < len(r.text) <= TEXT_CAP
+    assert r.text == expected
+    assert fold_message_json(m).text == expected
+
+
+def test_text_cap_never_opens_on_half_a_token() -> None:
+    # The key's `sk-ant-` head falls before the kept tail: its second half must not
+    # start the text, since no redaction could recognise it any more.
+    key = "sk-ant-" + "api03-" + "Q7" * 60
+    body = key + " and then " + "words " * ((TEXT_CAP - 50) // 6)
+    m = message([{"type": "text", "text": "x" * 9000 + " " + body}])
+    r, _ = fold_bytes(render_sse(m, text_piece=50))
+    assert r.text and r.text.startswith("and then ")
+    assert "Q7Q7" not in r.text
+    assert fold_message_json(m).text == r.text
+    one_word = message([{"type": "text", "text": "Z" * 20000}])
+    assert fold_bytes(render_sse(one_word, text_piece=50))[0].text == ""
 
 
 def test_error_event_mid_stream() -> None:
