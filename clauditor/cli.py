@@ -548,12 +548,19 @@ def models(prices: Path | None, url: str, db: Path | None, as_json: bool) -> Non
 @click.option(
     "--max-panes", default=8, type=click.IntRange(1, 32), help="Cap on --tmux session panes."
 )
-def watch(url: str, session_id: str | None, use_tmux: bool, plain: bool, max_panes: int) -> None:
+@click.option(
+    "--notify", is_flag=True, help="Ring the terminal bell (and a tmux message) on each alert."
+)
+def watch(
+    url: str, session_id: str | None, use_tmux: bool, plain: bool, max_panes: int, notify: bool
+) -> None:
     """Live view of every session (or one): dashboard, plain lines or tmux panes."""
     from clauditor.watch.run import TmuxError, WatchUnavailable, run_watch
 
     try:
-        code = run_watch(url, session_id, tmux=use_tmux, plain=plain, max_panes=max_panes)
+        code = run_watch(
+            url, session_id, tmux=use_tmux, plain=plain, max_panes=max_panes, notify=notify
+        )
     except (WatchUnavailable, TmuxError) as exc:
         _fail(str(exc))
     sys.exit(code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -24,6 +25,7 @@ def run_live(
     on_state: Callable[[WatchState], None] | None = None,
     overflow: Callable[[], Sequence[str]] = tuple,
     title: str = "clauditor watch",
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
     console = console or Console()
     state = WatchState(session_filter=session_id)
@@ -65,6 +67,8 @@ def run_live(
                 events = background.drain(wait)
                 for event in events:
                     state.apply(event)
+                    if on_event is not None:
+                        on_event(event)
                 dirty = dirty or bool(events)
                 now = time.monotonic()
                 if now >= next_frame and (dirty or now - last_frame >= 0.25):

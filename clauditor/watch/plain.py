@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from clauditor.watch.client import BackgroundClient, WatchClient
 from clauditor.watch.render import plain_line
 
 
-def run_plain(client: WatchClient, out: TextIO, err: TextIO | None = None) -> int:
+def run_plain(
+    client: WatchClient,
+    out: TextIO,
+    err: TextIO | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
     """Events to `out`, connection news to `err`, until Ctrl-C or a closed pipe."""
     err = err or sys.stderr
     background = BackgroundClient(client).start()
@@ -28,6 +34,8 @@ def run_plain(client: WatchClient, out: TextIO, err: TextIO | None = None) -> in
                         return 1
                     continue
                 out.write(plain_line(event) + "\n")
+                if on_event is not None:
+                    on_event(event)
             if events:
                 out.flush()
     except KeyboardInterrupt:

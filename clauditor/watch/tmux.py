@@ -16,8 +16,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 from clauditor.watch.client import WatchClient
 from clauditor.watch.live import run_live
@@ -205,7 +206,13 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_overview(client: WatchClient, tmux: Tmux, *, cap: int = PANE_CAP) -> int:
+def run_overview(
+    client: WatchClient,
+    tmux: Tmux,
+    *,
+    cap: int = PANE_CAP,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
     """Inside tmux: this pane is the overview; session panes come and go around it."""
     pane = os.environ.get("TMUX_PANE") or tmux("display-message", "-p", "#{pane_id}")
     manager = PaneManager(tmux, client.url, pane, cap=cap)
@@ -219,6 +226,7 @@ def run_overview(client: WatchClient, tmux: Tmux, *, cap: int = PANE_CAP) -> int
             on_state=manager.sync,
             overflow=lambda: manager.overflow,
             title="clauditor watch --tmux",
+            on_event=on_event,
         )
     finally:
         manager.close_all()

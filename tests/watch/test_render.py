@@ -296,3 +296,31 @@ def test_a_session_with_failed_tools_is_marked() -> None:
     out = text(render_dashboard(state, T0 + 10, height=20, url=URL, tz=UTC, width=100), 100)
     row = next(line for line in out.splitlines() if "write release" in line)
     assert row.endswith("⚒✗1")
+
+
+def test_open_alerts_show_above_the_rows_until_they_clear() -> None:
+    state = two_sessions()
+    state.apply(ev("alert", A, 8, kind="needs_you", reason="api: fix the auth waits for you: "
+                   "permission prompt", evidence={"waiting_for": "permission prompt"}))  # fmt: skip
+    out = text(render_dashboard(state, T0 + 10, height=20, url=URL, tz=UTC, width=100), 100)
+    assert out.splitlines()[1] == "⚠ api: fix the auth waits for you: permission prompt"
+    state.apply(ev("alert_cleared", A, 9, kind="needs_you"))
+    out = text(render_dashboard(state, T0 + 10, height=20, url=URL, tz=UTC, width=100), 100)
+    assert "⚠" not in out.splitlines()[1]
+
+
+def test_notify_rings_on_a_live_alert_and_escapes_tmux_formats() -> None:
+    from io import StringIO
+
+    from clauditor.watch.notify import Notifier
+
+    bell, ran = StringIO(), []
+    notifier = Notifier(bell, in_tmux=True, run=ran.append)
+    alert = ev("alert", A, 1, kind="needs_you", reason="#(rm -rf ~) waits for you\x1b[2J")
+    notifier(alert)
+    notifier({**alert, "replay": True})  # old news: no bell
+    notifier(ev("tool_use", A, 2, tool="Bash"))
+    assert bell.getvalue() == "\a"
+    ((*argv, message),) = ran
+    assert argv == ["tmux", "display-message", "-d", "5000"]
+    assert message == "clauditor: needs_you: ##(rm -rf ~) waits for you[2J"
