@@ -1,0 +1,141 @@
+"""A real Claude Code 2.1.332 under tmux, through `clauditor up`, driven into a permission
+prompt: clauditor reads Claude Code's own session registry and shows the session as
+`needs_you`, in the API and in `watch --plain`, with an alert; answering it ends that."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from clauditor.testing.fake_upstream import FakeUpstream
+from tests.helpers import wait_until
+from tests.integration.stack import Stack, start_stack
+from tests.integration.test_watch_tmux import TmuxServer
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("tmux") is None and not os.environ.get("CLAUDITOR_REQUIRE_TMUX"),
+        reason="tmux is not installed (apt-get install tmux)",
+    ),
+]
+
+VERSION = "2.1.332"  # the first Claude Code that keeps the registry
+FAKE_KEY = "sk-ant-test-fake"
+PROMPT = 'Run it [[fake:tool Bash {"command": "echo hi", "description": "Print hi"}]]'
+
+
+def claude_332() -> str:
+    """The pinned 2.1.332 CLI: CLAUDE_BINS (version=path,...), as CI sets it."""
+    for item in os.environ.get("CLAUDE_BINS", "").split(","):
+        version, _, path = item.partition("=")
+        if version.strip() == VERSION and Path(path).exists():
+            return path
+    if os.environ.get("CLAUDITOR_REQUIRE_CLAUDE"):
+        pytest.fail(f"Claude Code {VERSION} is required in CI (CLAUDE_BINS)")
+    pytest.skip(f"Claude Code {VERSION} not installed (CLAUDE_BINS={VERSION}=/path/to/claude)")
+
+
+def test_a_permission_prompt_is_needs_you_with_an_alert(fake: FakeUpstream, tmp_path: Path) -> None:
+    binary = claude_332()
+    home, project = tmp_path / "home", tmp_path / "project"
+    (home / ".claude").mkdir(parents=True)
+    (project / ".git").mkdir(parents=True)  # the project is the git root's name
+    (home / ".claude.json").write_text(
+        json.dumps(
+            {
+                "hasCompletedOnboarding": True,
+                "customApiKeyResponses": {"approved": [FAKE_KEY[-20:]]},
+                "projects": {str(project): {"hasTrustDialogAccepted": True}},
+            }
+        )
+    )
+    # Ask before every Bash command: the permission prompt the proxy never sees.
+    (home / ".claude" / "settings.json").write_text(json.dumps({"permissions": {"ask": ["Bash"]}}))
+    stack: Stack = start_stack(fake.url, tmp_path, "--claude-dir", str(home / ".claude"))
+    tmux = TmuxServer(tmp_path)
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "clauditor", "watch", "--plain", "--url", stack.api_url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert watch.stdout is not None
+        for line in watch.stdout:
+            lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        env = {
+            "HOME": str(home),
+            "ANTHROPIC_BASE_URL": stack.proxy_url,
+            "ANTHROPIC_API_KEY": FAKE_KEY,
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_TELEMETRY": "1",
+        }
+        command = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        command += f" {shlex.quote(binary)} --permission-mode default"
+        tmux("new-session", "-d", "-s", "cc", "-x", "160", "-y", "50", "-c", str(project), command)
+        registry = home / ".claude" / "sessions"
+        wait_until(lambda: list(registry.glob("*.json")), timeout=30)
+        # Claude Code started: the registry knows the session before any request.
+        (entry,) = [json.loads(p.read_text()) for p in registry.glob("*.json")]
+        sid = entry["sessionId"]
+
+        def session() -> dict:
+            r = stack.get(f"/api/sessions/{sid}")
+            return r.json()["session"] if r.status_code == 200 else {}
+
+        first = wait_until(lambda: session().get("state") == "your_turn" and session(), 10)
+        assert (first["project"], first["cwd"]) == ("project", str(project))
+        assert first["tmux_pane"] == entry["tmux"] and first["state_source"] == "claude_code"
+
+        tmux("send-keys", "-t", "cc", PROMPT)
+        tmux("send-keys", "-t", "cc", "Enter")
+
+        def registry_waiting() -> float | None:
+            raw = json.loads(next(registry.glob("*.json")).read_text())
+            return raw["statusUpdatedAt"] / 1000 if raw.get("status") == "waiting" else None
+
+        waiting_since = wait_until(registry_waiting, timeout=60)
+        blocked = wait_until(lambda: session().get("state") == "needs_you" and session(), 10)
+        seen_at = time.time()
+        assert seen_at - waiting_since <= 2.0, "needs_you within 2 s of Claude Code saying so"
+        assert blocked["waiting_for"] == "permission prompt"
+        assert blocked["state_source"] == "claude_code"
+        alerts = stack.get("/api/alerts").json()["active"]
+        assert [(a["kind"], a["session_id"]) for a in alerts] == [("needs_you", sid)]
+        assert alerts[0]["evidence"]["tmux_pane"] == entry["tmux"]
+        short = sid[:8]
+        wait_until(
+            lambda: any(f"{short} state_changed  needs you: permission prompt" in x for x in lines),
+            timeout=5,
+        )
+        wait_until(lambda: any(f"{short} alert" in x and "needs_you" in x for x in lines), 5)
+        # The watcher was running before the session started: it names it all the same.
+        named = [x for x in lines if short in x and ("session_start" in x or "session_named" in x)]
+        assert any("Run it" in x for x in named), named
+
+        tmux("send-keys", "-t", "cc", "Enter")  # 1. Yes
+        wait_until(lambda: session().get("state") not in (None, "needs_you"), timeout=30)
+        wait_until(lambda: stack.get("/api/alerts").json()["active"] == [], timeout=10)
+        done = wait_until(lambda: session().get("state") == "your_turn" and session(), 30)
+        assert done["tool_calls"] == 1 and done["tools"] == {"Bash": 1}
+        assert (done["turns"], done["claude_code_version"]) == (1, VERSION)
+    finally:
+        tmux("kill-server", check=False)
+        watch.terminate()
+        watch.wait(10)
+        assert stack.stop() == 0, "\n".join(stack.log[-30:])
