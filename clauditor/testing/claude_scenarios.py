@@ -173,7 +173,15 @@ _LIST = [
     ),
     Scenario(
         "sse_error",
-        "an SSE error event after message_start; Claude Code resends non-streaming",
+        "an SSE error event after content_block_start (message_start, ping, block start): "
+        "Claude Code resends the request non-streaming",
+        1,
+        (Step(HELLO + " [[fake:sse_error 3]]"),),
+    ),
+    Scenario(
+        "sse_error_early",
+        "an SSE error event before any content block (message_start, ping): Claude Code "
+        "resends the request streaming",
         1,
         (Step(HELLO + " [[fake:sse_error 2]]"),),
     ),

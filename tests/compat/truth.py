@@ -16,9 +16,9 @@ Accounting differs by version. 2.1.197 reports each run alone (the last `result`
 covers that process); 2.1.332 reports `--continue`/`--resume` runs cumulatively over the
 session and adds `model_usage_since_last_result` (what this result adds). The oracle sums
 the deltas when they are there and checks them against the cumulative figure, else sums the
-runs. `modelUsage` never counts a 529; the usage an aborted stream reported in
-`message_start` before its SSE error is counted by 2.1.197 and not by 2.1.332 (seen with the
-real CLIs: `ABORTED_USAGE_COUNTED`).
+runs. `modelUsage` never counts a 529. Whether it counts the usage a stream cut by an SSE
+error reported in `message_start` depends on the version and on how Claude Code resent it
+(seen with the real CLIs, see `counted_by_claude_code`).
 """
 
 from __future__ import annotations
@@ -35,14 +35,22 @@ from typing import Any
 COMPACT_MARKER = "CRITICAL: Respond with TEXT ONLY"
 _TAG = re.compile(r"\[[^\]]*\]$")  # claude-opus-4-8[1m] → claude-opus-4-8
 TOKEN_FIELDS = ("input", "output", "cache_read", "cache_creation")
-# Does Claude Code's own accounting count the usage of a stream cut by an SSE error? Seen:
-# 2.1.197 yes (modelUsage = aborted message_start usage + the non-streaming resend), 2.1.332
-# no (claude-code-wire-2.1.332.md). Versions not listed behave like the newest one.
-ABORTED_USAGE_COUNTED = {"2.1.197": True}
+# Versions whose accounting counts an aborted stream's message_start usage when Claude Code
+# resends it streaming (the SSE error came before any content block). Seen: 2.1.197 does;
+# after a content block it resends non-streaming and counts only the resend. 2.1.332 never
+# counts an aborted stream (claude-code-wire-2.1.332.md). Unlisted versions: like the newest.
+ABORTED_COUNTED_WHEN_RESENT_STREAMING = frozenset({"2.1.197"})
 
 
-def counts_aborted_usage(version: str | None) -> bool:
-    return ABORTED_USAGE_COUNTED.get(version or "", False)
+def counted_by_claude_code(version: str | None, request: WireRequest) -> bool:
+    """Does Claude Code's own accounting (modelUsage, total_cost_usd) count this request?"""
+    if request.complete:
+        return True
+    return (
+        request.aborted
+        and request.resent_streaming
+        and (version or "") in ABORTED_COUNTED_WHEN_RESENT_STREAMING
+    )
 
 
 class TruthError(AssertionError):
@@ -262,6 +270,8 @@ class WireRequest:
     response_kind: str | None
     agent_id: str | None
     usage: dict[str, Any]
+    stream: bool = True
+    resent_streaming: bool = False  # aborted, and the next request of its thread streams
 
     @property
     def aborted(self) -> bool:
@@ -276,8 +286,7 @@ class Wire:
 
     def counted(self, version: str | None) -> list[WireRequest]:
         """The requests whose usage Claude Code's own accounting counts (version rules)."""
-        aborted = counts_aborted_usage(version)
-        return [r for r in self.requests if r.complete or (aborted and r.aborted)]
+        return [r for r in self.requests if counted_by_claude_code(version, r)]
 
     @property
     def failed(self) -> list[WireRequest]:
@@ -305,8 +314,13 @@ def wire_of(records: Iterable[dict[str, Any]], session_id: str) -> Wire:
                 resp.get("kind"),
                 _headers(r).get("x-claude-code-agent-id"),
                 resp.get("usage") or {},
+                _body(r).get("stream") is True,
             )
         )
+    for i, req in enumerate(out):
+        if req.aborted:
+            nxt = next((o for o in out[i + 1 :] if o.agent_id == req.agent_id), None)
+            req.resent_streaming = nxt is not None and nxt.stream
     return Wire(session_id, out)
 
 
