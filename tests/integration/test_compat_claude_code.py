@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from clauditor.testing.claude_cli import records_of
-from clauditor.testing.claude_scenarios import SCENARIOS, Outcome, Scenario, run_scenario
+from clauditor.testing.claude_scenarios import SCENARIOS, Outcome, run_scenario
 from clauditor.testing.fake_upstream import FakeUpstream
+from tests.compat.captures import DOC_WINDOWS, prompt_texts
 from tests.compat.check import Expect, compare
 from tests.compat.clis import Cli
 from tests.compat.truth import Truth, TruthError, from_project_state, from_stream_json, wire_of
@@ -41,11 +42,6 @@ def oracle(outcome: Outcome) -> Truth:
     if truth.runs != outcome.scenario.prompts:
         raise TruthError(f"{truth.runs} runs for {outcome.scenario.prompts} typed prompts")
     return truth
-
-
-def prompt_texts(scenario: Scenario) -> list[str | None]:
-    typed = list(scenario.interactive) or [step.prompt for step in scenario.steps]
-    return [None if p.startswith("/compact") else p for p in typed]
 
 
 def settled(stack: Stack, session_id: str, requests: int) -> dict[str, Any]:
@@ -96,6 +92,7 @@ def test_scenario_matches_claude_codes_own_accounting(
         prompts=scenario.prompts,
         compactions=scenario.compactions,
         prompt_texts=prompt_texts(scenario),
+        context_window=DOC_WINDOWS.get(truth.final_model or ""),  # if the truth has none
     )
     result = compare(detail, truth, wire, expect)
     wall = sum(r.wall_s for r in outcome.runs) + (outcome.tui.wall_s if outcome.tui else 0)
