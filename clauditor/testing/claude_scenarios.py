@@ -2,9 +2,9 @@
 script (`scripts/capture_claude_code.py`): what to type, in which runs of one session, and
 what the fake upstream is asked to do (`[[fake:...]]` directives, see fake_upstream).
 
-Each scenario says how many prompts the user typed (`prompts`): the number of turns
-clauditor must count, whatever Claude Code sends around them (tool rounds, subagents, task
-notifications, retries, compaction re-asks).
+Each scenario says how many prompts the user typed (`prompts`; a `/compact` is a command,
+counted in `compactions`): the `turns` clauditor must count, whatever Claude Code sends
+around them (tool rounds, subagents, task notifications, retries, compaction re-asks).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Step:
 class Scenario:
     name: str
     about: str
-    prompts: int  # typed by the user: the turns clauditor must count
+    prompts: int  # typed by the user, not counting /compact: clauditor's `turns`
     steps: tuple[Step, ...] = ()
     interactive: tuple[str, ...] = ()  # prompts typed into the TUI under tmux instead
     compactions: int = 0
@@ -189,7 +189,7 @@ _LIST = [
         "compact",
         "/compact under --continue after a Bash round trip; the summary has no <summary> "
         "tags, so 2.1.332 asks again (two compaction requests, one compaction)",
-        3,
+        2,
         (
             Step(BASH),
             Step("/compact [[fake:compact untagged]]", "continue"),
@@ -200,7 +200,7 @@ _LIST = [
     Scenario(
         "compact_tagged",
         "/compact under --continue after a Bash round trip; a tagged summary (one request)",
-        3,
+        2,
         (
             Step(BASH),
             Step("/compact", "continue"),

@@ -149,13 +149,16 @@ class Reply:
     crlf: bool = False  # end SSE lines with \r\n
     # Exact content blocks (ids included), in place of text/thinking/tool_calls.
     content: list[dict[str, Any]] | None = None
+    start_usage: dict[str, Any] | None = None  # message_start usage as is (default: final, 1 out)
 
     @classmethod
     def from_record(cls, response: dict[str, Any]) -> Reply:
         """The reply a recorded fixture `response` describes, content and usage exactly.
 
         Recorded usage is taken whole (no simulated cache); `kind: sse_error` errors after
-        `sse_error_after_events` events, `kind: truncated` closes after `events_sent`.
+        `sse_error_after_events` events, `kind: truncated` closes after `events_sent`, and
+        such a cut stream's message_start carries the recorded usage as it is: what the
+        aborted attempt reported.
         """
         status = int(response.get("status", 200))
         if status != 200:
@@ -170,6 +173,8 @@ class Reply:
             reply.sse_error_after = int(response.get("sse_error_after_events") or 0)
         elif response.get("kind") == "truncated":
             reply.truncate_after = int(response.get("events_sent") or 0)
+        if reply.sse_error_after is not None or reply.truncate_after is not None:
+            reply.start_usage = dict(reply.usage or {})
         return reply
 
 
@@ -411,8 +416,11 @@ def _unary_message(plan: _Plan) -> dict[str, Any]:
 
 
 def _sse_events(plan: _Plan, reply: Reply) -> list[tuple[str, dict[str, Any]]]:
-    start_usage = dict(plan.usage)
-    start_usage["output_tokens"] = 1
+    if reply.start_usage is not None:
+        start_usage = dict(reply.start_usage)
+    else:
+        start_usage = dict(plan.usage)
+        start_usage["output_tokens"] = 1
     message = _unary_message(plan)
     message.update(content=[], stop_reason=None, usage=start_usage)
     events: list[tuple[str, dict[str, Any]]] = [

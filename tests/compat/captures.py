@@ -98,7 +98,7 @@ def load(capture_id: str) -> Capture:
         raise TruthError(f"{capture_id}: no scenario and no SHARED_PROMPTS entry")
     if runs:
         truth = from_stream_json_files(p for _, p in runs)
-        if truth.runs != len(prompts):  # print mode: one typed prompt per run
+        if truth.runs != len(prompts):  # print mode: one prompt or /compact per run
             raise TruthError(f"{capture_id}: {truth.runs} runs for {len(prompts)} prompts")
     elif state.exists():
         truth = from_project_state(json.loads(state.read_text()), version)
@@ -107,10 +107,10 @@ def load(capture_id: str) -> Capture:
         if len(sessions) != 1:
             raise TruthError(f"{capture_id}: sessions {sessions}")
         truth = from_records(records, str(sessions.pop()), DOC_PRICES, version)
-    compactions = scenario.compactions if scenario else sum(p is None for p in prompts)
+    compactions = sum(p is None for p in prompts)
     expect = Expect(
         version=version,
-        prompts=len(prompts),
+        prompts=len(prompts) - compactions,
         compactions=compactions,
         prompt_texts=prompts,
         context_window=DOC_WINDOWS.get(truth.final_model or ""),  # if the truth has none

@@ -24,9 +24,9 @@ class Expect:
     """What the scenario itself fixes (not read from Claude Code's output)."""
 
     version: str
-    prompts: int  # typed by the user = turns
-    compactions: int = 0
-    prompt_texts: list[str | None] | None = None  # per turn; None for a /compact turn
+    prompts: int  # typed by the user (not counting a /compact) = `turns`
+    compactions: int = 0  # /compact runs
+    prompt_texts: list[str | None] | None = None  # in order; None for a /compact
     context_window: int | None = None  # when the truth has none (interactive)
 
 
@@ -58,19 +58,27 @@ def compare(detail: dict[str, Any], truth: Truth, wire: Wire, expect: Expect) ->
     rep.eq("verified", True, s.get("verified"))
     rep.eq("unverified_reasons", [], s.get("unverified_reasons"))
 
-    # Turns: one per typed prompt; every one completed once Claude Code has exited.
+    # Turns. `turns` counts the prompts typed (a /compact is a command, not a prompt);
+    # `turns_all` every turn, i.e. also a /compact and Claude Code answering a background
+    # task's notification on its own: one stream-json `result` each.
     rep.eq("turns", expect.prompts, s.get("turns"))
+    all_turns = truth.results if truth.source == "stream-json" else None
+    rep.eq("turns_all", all_turns or expect.prompts + expect.compactions, s.get("turns_all"))
     turns = detail.get("turns") or []
     rep.eq("turn outcomes", ["completed"] * len(turns), [t.get("outcome") for t in turns])
-    if expect.prompt_texts is not None and len(turns) == len(expect.prompt_texts):
-        for i, (want, turn) in enumerate(zip(expect.prompt_texts, turns, strict=True), 1):
-            got = turn.get("prompt")
-            if want is None:
-                rep.eq(f"turn {i} compaction", True, turn.get("compaction"))
-                continue
-            typed = want.split("[[fake:")[0].strip()  # the words, without fake directives
-            if not isinstance(got, str) or not got.startswith(typed):
-                rep.fail(f"turn {i} prompt: expected {typed!r}..., got {got[:100]!r}")
+    prompted = [
+        t for t in turns if t.get("trigger", "prompt") == "prompt" and not t.get("compaction")
+    ]
+    typed = [p.split("[[fake:")[0].strip() for p in expect.prompt_texts or [] if p is not None]
+    got_prompts = [t.get("prompt") for t in prompted]
+    matching = len(got_prompts) == len(typed) and all(
+        isinstance(g, str) and g.startswith(w) for w, g in zip(typed, got_prompts, strict=True)
+    )
+    if expect.prompt_texts is not None and not matching:
+        short = [g[:60] if isinstance(g, str) else g for g in got_prompts]
+        rep.fail(f"prompts of the prompt turns: expected {typed} (as prefixes), got {short}")
+    compaction_turns = [t for t in turns if t.get("trigger") == "compaction" or t.get("compaction")]
+    rep.eq("compaction turns", expect.compactions, len(compaction_turns))
 
     # Requests: every POST of the session, each of the kind its tell-tales say.
     rep.eq("requests", len(wire.requests), s.get("requests"))

@@ -38,9 +38,10 @@ def oracle(outcome: Outcome) -> Truth:
     if outcome.tui is not None:
         return from_project_state(outcome.tui.state, outcome.version)
     truth = from_stream_json([run.lines for run in outcome.runs])
-    # One prompt per print-mode run: Claude Code and the scenario agree on what was typed.
-    if truth.runs != outcome.scenario.prompts:
-        raise TruthError(f"{truth.runs} runs for {outcome.scenario.prompts} typed prompts")
+    # One prompt or /compact per print-mode run: Claude Code and the scenario agree.
+    typed = outcome.scenario.prompts + outcome.scenario.compactions
+    if truth.runs != typed:
+        raise TruthError(f"{truth.runs} runs for {typed} prompts and /compact commands")
     return truth
 
 

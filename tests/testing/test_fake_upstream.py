@@ -698,7 +698,9 @@ async def test_reply_from_record_sse_error_and_error_status(fake: FakeUpstream) 
     result, events = fold(broken.content)
     assert [e.event for e in events] == ["message_start", "ping", "error"]
     assert result.error_type == "overloaded_error"
-    assert result.usage.cache_creation_input_tokens == 12264  # what message_start reported
+    # message_start reported the recorded usage as it is, output tokens included.
+    assert result.usage.cache_creation_input_tokens == 12264
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (35, 11)
     assert overloaded.status_code == 529
 
 
