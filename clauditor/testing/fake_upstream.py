@@ -11,13 +11,22 @@ from a default policy driven by the newest user message:
 - `[[fake:tool NAME JSON]]` (repeatable) → tool_use blocks
 - `[[fake:status 529]]` / `[[fake:status 529 2]]` → that error (the second form only for
   the first 2 sightings of a byte-identical request, so retries then succeed)
+- `[[fake:overload MODEL]]` → 529 for every request whose model starts with MODEL, so that
+  Claude Code's `--fallback-model` switches and the other model then succeeds
 - otherwise a short text reply.
 
 Modifiers that combine with any of the above: `[[fake:delay 0.05]]` (seconds between SSE
 events), `[[fake:model NAME]]` (response model), `[[fake:sse_error N]]` and
 `[[fake:truncate N]]` (first sighting of a byte-identical streaming request only, so that
 Claude Code's resend succeeds). Title side calls (`output_config.format`) get a JSON title
-and compaction requests (`CRITICAL: Respond with TEXT ONLY`) get a summary.
+and compaction requests (`CRITICAL: Respond with TEXT ONLY`) get a summary in
+`<analysis>`/`<summary>` tags, or a plain-text one when the compaction instruction carries
+`[[fake:compact untagged]]` (e.g. `claude -p "/compact [[fake:compact untagged]]"`: the
+arguments of `/compact` land in the instruction).
+
+`Reply.from_record(response)` rebuilds the reply a fixture line's `response` describes
+(status, model, content blocks with their ids, usage, SSE error point), to replay a captured
+session against the real proxy; `Exchange.message` is the message a 200 reply carried.
 
 Usage is deterministic: prompt tokens ≈ len(body) // 4 and prompt caching is simulated per
 (session, model): the first request writes ~90% of the prompt to the cache, later ones
@@ -51,6 +60,7 @@ __all__ = [
     "Reply",
     "ToolCall",
     "parse_directives",
+    "render_reply",
 ]
 
 _ALNUM = string.ascii_letters + string.digits
@@ -137,6 +147,35 @@ class Reply:
     events_per_chunk: int = 1  # SSE events per HTTP chunk
     chunk_size: int | None = None  # re-cut the SSE byte stream into chunks of this size
     crlf: bool = False  # end SSE lines with \r\n
+    # Exact content blocks (ids included), in place of text/thinking/tool_calls.
+    content: list[dict[str, Any]] | None = None
+    start_usage: dict[str, Any] | None = None  # message_start usage as is (default: final, 1 out)
+
+    @classmethod
+    def from_record(cls, response: dict[str, Any]) -> Reply:
+        """The reply a recorded fixture `response` describes, content and usage exactly.
+
+        Recorded usage is taken whole (no simulated cache); `kind: sse_error` errors after
+        `sse_error_after_events` events, `kind: truncated` closes after `events_sent`, and
+        such a cut stream's message_start carries the recorded usage as it is: what the
+        aborted attempt reported.
+        """
+        status = int(response.get("status", 200))
+        if status != 200:
+            return cls(status=status, error_type=response.get("error_type"))
+        reply = cls(
+            content=[dict(b) for b in response.get("content") or []],
+            model=response.get("model"),
+            stop_reason=response.get("stop_reason"),
+            usage=dict(response.get("usage") or {}),
+        )
+        if response.get("kind") == "sse_error":
+            reply.sse_error_after = int(response.get("sse_error_after_events") or 0)
+        elif response.get("kind") == "truncated":
+            reply.truncate_after = int(response.get("events_sent") or 0)
+        if reply.sse_error_after is not None or reply.truncate_after is not None:
+            reply.start_usage = dict(reply.usage or {})
+        return reply
 
 
 @dataclass
@@ -159,6 +198,8 @@ class Exchange:
     complete: bool = False  # the response was written to its end
     stream: bool = False
     reply: Reply | None = None
+    message: dict[str, Any] | None = None
+    http_version: str = "HTTP/1.1"  # the unary form of the message a 200 reply sent
 
     def header(self, name: str) -> str | None:
         """First request header with this name, case-insensitively."""
@@ -326,17 +367,19 @@ class _Plan:
 
 def _plan_message(reply: Reply, request_model: str, usage: dict[str, Any]) -> _Plan:
     blocks: list[dict[str, Any]] = []
+    if reply.content is not None:
+        blocks = [dict(b) for b in reply.content]
     if reply.fallback_block:
-        blocks.append({"type": "fallback"})
-    if reply.thinking is not None:
+        blocks.insert(0, {"type": "fallback"})
+    if reply.content is None and reply.thinking is not None:
         sig = hashlib.sha256(reply.thinking.encode()).hexdigest()
         blocks.append({"type": "thinking", "thinking": reply.thinking, "signature": "Eu" + sig})
     text = reply.text
-    if text is None and not reply.tool_calls and reply.thinking is None:
+    if reply.content is None and text is None and not reply.tool_calls and reply.thinking is None:
         text = "OK"
-    if text is not None:
+    if reply.content is None and text is not None:
         blocks.append({"type": "text", "text": text})
-    for call in reply.tool_calls:
+    for call in reply.tool_calls if reply.content is None else []:
         call_id = call.id or new_tool_use_id()
         blocks.append({"type": "tool_use", "id": call_id, "name": call.name, "input": call.input})
     # Output tokens ≈ generated characters / 4 (text, thinking, tool input JSON).
@@ -354,7 +397,8 @@ def _plan_message(reply: Reply, request_model: str, usage: dict[str, Any]) -> _P
             final["cache_creation"] = {**final.get("cache_creation", {}), **v}
         else:
             final[k] = v
-    stop = reply.stop_reason or ("tool_use" if reply.tool_calls else "end_turn")
+    has_tools = any(b.get("type") == "tool_use" for b in blocks)
+    stop = reply.stop_reason or ("tool_use" if has_tools else "end_turn")
     return _Plan(new_message_id(), reply.model or request_model, blocks, stop, final, overrides)
 
 
@@ -372,8 +416,11 @@ def _unary_message(plan: _Plan) -> dict[str, Any]:
 
 
 def _sse_events(plan: _Plan, reply: Reply) -> list[tuple[str, dict[str, Any]]]:
-    start_usage = dict(plan.usage)
-    start_usage["output_tokens"] = 1
+    if reply.start_usage is not None:
+        start_usage = dict(reply.start_usage)
+    else:
+        start_usage = dict(plan.usage)
+        start_usage["output_tokens"] = 1
     message = _unary_message(plan)
     message.update(content=[], stop_reason=None, usage=start_usage)
     events: list[tuple[str, dict[str, Any]]] = [
@@ -441,6 +488,37 @@ def _sse_events(plan: _Plan, reply: Reply) -> list[tuple[str, dict[str, Any]]]:
     )
     events.append(("message_stop", {"type": "message_stop"}))
     return events
+
+
+def _stream_events(plan: _Plan, reply: Reply) -> tuple[list[bytes], bool]:
+    """The SSE events of a reply as written, and whether the stream is then cut off."""
+    if reply.garbage is not None:
+        return [reply.garbage], False
+    events = [_sse(name, data, reply.crlf) for name, data in _sse_events(plan, reply)]
+    if reply.sse_error_after is not None:
+        sse_err = _error_body("overloaded_error", "")
+        del sse_err["request_id"]  # the in-stream error event carries none
+        return [*events[: reply.sse_error_after], _sse("error", sse_err, reply.crlf)], False
+    if reply.truncate_after is not None:
+        return events[: reply.truncate_after], True
+    return events, False
+
+
+def render_reply(
+    reply: Reply, request_model: str, *, stream: bool, request_id: str = ""
+) -> tuple[int, str, bytes]:
+    """(status, content type, body) the server would send for reply, with reply.usage taken
+    as the whole usage (no simulated cache): to feed a parser the bytes of a recorded
+    response without a socket. Chunking, delays and gzip are left out."""
+    if reply.status != 200:
+        etype = reply.error_type or ERROR_TYPES.get(reply.status, "api_error")
+        body = _compact_json(_error_body(etype, request_id)).encode()
+        return reply.status, "application/json", body
+    plan = _plan_message(reply, request_model, {})
+    if not stream:
+        return 200, "application/json", _compact_json(_unary_message(plan)).encode()
+    events, _ = _stream_events(plan, reply)
+    return 200, "text/event-stream; charset=utf-8", b"".join(events)
 
 
 # ---------------------------------------------------------------- server
@@ -725,6 +803,7 @@ class FakeUpstream:
             started=time.monotonic(),
             conn_id=conn_id,
             peer_port=peer_port,
+            http_version=req.version,
         )
         keep_alive = self._wants_keep_alive(req)
         try:
@@ -815,6 +894,7 @@ class FakeUpstream:
         model = str(payload.get("model") or "claude-opus-4-8")
         usage = self._simulate_usage(session, model, payload, req.body)
         plan = _plan_message(reply, model, usage)
+        ex.message = _unary_message(plan)
         if not stream:
             data = (
                 reply.garbage
@@ -825,18 +905,7 @@ class FakeUpstream:
                 writer, ex, 200, data, keep_alive, extra=reply.headers, gzip=reply.gzip
             )
             return
-        if reply.garbage is not None:
-            events = [reply.garbage]
-        else:
-            events = [_sse(name, data, reply.crlf) for name, data in _sse_events(plan, reply)]
-        truncate = False
-        if reply.sse_error_after is not None:
-            sse_err = _error_body("overloaded_error", ex.request_id)
-            del sse_err["request_id"]  # the in-stream error event carries none
-            events = [*events[: reply.sse_error_after], _sse("error", sse_err, reply.crlf)]
-        elif reply.truncate_after is not None:
-            events = events[: reply.truncate_after]
-            truncate = True
+        events, truncate = _stream_events(plan, reply)
         await self._write_sse(writer, ex, reply, events, keep_alive, truncate)
 
     async def _write_sse(
@@ -982,10 +1051,15 @@ class FakeUpstream:
         if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
             reply = Reply(text='{"title": "Fake session title"}')
         elif COMPACT_MARKER in text:
-            reply = Reply(
-                text="<analysis>fake analysis</analysis>\n<summary>1. Primary Request: "
-                "the user worked with the fake upstream.</summary>"
-            )
+            if any(kind == "compact" and args == "untagged" for kind, args, _ in directives):
+                reply = Reply(text="Summary: the user worked with the fake upstream.")
+            else:
+                reply = Reply(
+                    text="<analysis>fake analysis</analysis>\n<summary>1. Primary Request: "
+                    "the user worked with the fake upstream.</summary>"
+                )
+        elif self._overloaded(payload, messages):
+            reply = Reply(status=529)
         elif results:
             reply = Reply(text=f"Done: {len(results)} tool result(s) received.")
         elif tools:
@@ -1028,6 +1102,21 @@ class FakeUpstream:
                 break
         newest = [d for d in directives if d[0] not in ("delay", "model")]
         return prompt + newest
+
+    @staticmethod
+    def _overloaded(payload: dict[str, Any], messages: list[Any]) -> bool:
+        """`[[fake:overload MODEL]]` in any user text, and the request is on that model."""
+        model = str(payload.get("model") or "")
+        for m in messages:
+            if not isinstance(m, dict) or m.get("role") != "user":
+                continue
+            for b in _blocks(m.get("content")):
+                if b.get("type") != "text" or "[[fake:overload" not in str(b.get("text", "")):
+                    continue
+                for kind, args, _ in parse_directives(str(b.get("text", ""))):
+                    if kind == "overload" and args and model.startswith(args):
+                        return True
+        return False
 
     @staticmethod
     def _status_applies(args: str, seen: int) -> bool:

@@ -6,7 +6,23 @@ from pathlib import Path
 import pytest
 
 from clauditor.testing.fake_upstream import FakeUpstream
+from tests.compat.clis import Cli, configured, usable
 from tests.integration.stack import Stack, start_stack
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test taking `claude_cli` runs once per configured Claude Code version."""
+    if "claude_cli" in metafunc.fixturenames:
+        clis = configured()
+        metafunc.parametrize(
+            "claude_cli", clis, ids=[f"cc{c.version}" for c in clis], indirect=True
+        )
+
+
+@pytest.fixture
+def claude_cli(request: pytest.FixtureRequest) -> Cli:
+    """The Claude Code CLI of this parameter (skips, or fails in CI, when it is missing)."""
+    return usable(request.param)
 
 
 @pytest.fixture

@@ -1,71 +1,38 @@
-"""The real Claude Code CLI through `clauditor up`, against the fake Anthropic upstream."""
+"""The real Claude Code CLI (each configured version) through `clauditor up`, against the
+fake Anthropic upstream."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from clauditor.testing.claude_cli import FAKE_KEY, ClaudeHome, run_print
 from clauditor.testing.fake_upstream import FakeUpstream
+from tests.compat.clis import Cli
 from tests.helpers import wait_until
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-FAKE_KEY = "sk-ant-test-fake"
 
-
-def claude_binary() -> str:
-    found = os.environ.get("CLAUDE_BIN") or shutil.which("claude")
-    if found and Path(found).exists():
-        return found
-    if os.environ.get("CLAUDITOR_REQUIRE_CLAUDE"):
-        pytest.fail("CLAUDE_BIN is required in CI but the Claude Code CLI was not found")
-    pytest.skip("Claude Code CLI not installed (npm install @anthropic-ai/claude-code; CLAUDE_BIN)")
-
-
-def run_claude(proxy_url: str, tmp: Path, prompt: str) -> list[dict]:
+def run_claude(cli: Cli, proxy_url: str, tmp: Path, prompt: str) -> list[dict]:
     """Claude Code in print mode with a throwaway HOME that needs no login."""
-    home, project = tmp / "home", tmp / "project"
-    home.mkdir()
-    project.mkdir()
-    (home / ".claude.json").write_text(
-        json.dumps(
-            {
-                "hasCompletedOnboarding": True,
-                "customApiKeyResponses": {"approved": [FAKE_KEY[-20:]]},
-                "projects": {str(project): {"hasTrustDialogAccepted": True}},
-            }
-        )
+    run = run_print(
+        str(cli.binary),
+        ClaudeHome.create(tmp),
+        proxy_url,
+        ["-p", prompt, "--allowedTools", "Bash", "Read", "Agent"],
     )
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "ANTHROPIC_BASE_URL": proxy_url,
-        "ANTHROPIC_API_KEY": FAKE_KEY,
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-    }
-    argv = [
-        claude_binary(), "-p", prompt, "--output-format", "stream-json", "--verbose",
-        "--allowedTools", "Bash", "Read", "Agent",
-    ]  # fmt: skip
-    done = subprocess.run(
-        argv, cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert run.returncode == 0, run.stderr[-2000:] + run.stdout[-2000:]
+    return run.lines
 
 
-def test_claude_code_bash_round_trip(stack: Stack, fake: FakeUpstream, tmp_path: Path) -> None:
+def test_claude_code_bash_round_trip(
+    claude_cli: Cli, stack: Stack, fake: FakeUpstream, tmp_path: Path
+) -> None:
     prompt = 'Run it [[fake:tool Bash {"command": "echo hi", "description": "Print hi"}]]'
-    lines = run_claude(stack.proxy_url, tmp_path, prompt)
+    lines = run_claude(claude_cli, stack.proxy_url, tmp_path, prompt)
     init = next(x for x in lines if x.get("type") == "system" and x.get("subtype") == "init")
     result = next(x for x in lines if x.get("type") == "result")
     session_id = init["session_id"]

@@ -13,6 +13,7 @@ import pytest
 
 from clauditor.testing.client import SyntheticSession, TurnResult
 from clauditor.testing.fake_upstream import FakeUpstream
+from tests.compat.clis import Cli
 from tests.helpers import wait_until
 from tests.integration.otlp_receiver import Receiver, Span, otlp_receiver
 from tests.integration.stack import start_stack
@@ -193,7 +194,7 @@ def test_529_retry_over_the_wire_is_an_error_span_then_success(
 
 
 def test_real_claude_code_session_traces(
-    receiver: Receiver, fake: FakeUpstream, tmp_path: Path
+    claude_cli: Cli, receiver: Receiver, fake: FakeUpstream, tmp_path: Path
 ) -> None:
     """The issue's "done when": real Claude Code with a tool, through `clauditor up`."""
     from tests.integration.test_claude_code import run_claude
@@ -201,7 +202,7 @@ def test_real_claude_code_session_traces(
     stack = start_stack(fake.url, tmp_path / "stack", "--otlp-endpoint", receiver.endpoint)
     try:
         prompt = 'Run it [[fake:tool Bash {"command": "echo hi", "description": "Print hi"}]]'
-        lines = run_claude(stack.proxy_url, tmp_path, prompt)
+        lines = run_claude(claude_cli, stack.proxy_url, tmp_path / "cc", prompt)
         init = next(x for x in lines if x.get("type") == "system" and x.get("subtype") == "init")
         sid = init["session_id"]
 

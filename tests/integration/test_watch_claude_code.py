@@ -1,4 +1,5 @@
-"""Three real Claude Code processes at once: `/watch` and `clauditor watch --plain` show all."""
+"""Three real Claude Code processes at once (per configured version): `/watch` and
+`clauditor watch --plain` show all."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from clauditor.testing.fake_upstream import FakeUpstream
+from tests.compat.clis import Cli
 from tests.integration.stack import Stack
-from tests.integration.test_claude_code import claude_binary, run_claude
+from tests.integration.test_claude_code import run_claude
 from tests.integration.test_watch import Collector, collectors, watcher  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -24,12 +26,12 @@ PROMPTS = [
 
 
 def test_three_claude_code_sessions_live_in_watch(
+    claude_cli: Cli,
     stack: Stack,
     fake: FakeUpstream,
     tmp_path: Path,
     collectors: list[Collector],  # noqa: F811
 ) -> None:
-    claude_binary()  # skip (or fail in CI) before starting anything
     c = watcher(stack, collectors)
     plain = subprocess.Popen(
         [sys.executable, "-m", "clauditor", "watch", "--plain", "--url", stack.api_url],
@@ -38,7 +40,7 @@ def test_three_claude_code_sessions_live_in_watch(
     results: dict[int, list[dict]] = {}
 
     def one(i: int) -> None:
-        results[i] = run_claude(stack.proxy_url, tmp_path / f"run{i}", PROMPTS[i])
+        results[i] = run_claude(claude_cli, stack.proxy_url, tmp_path / f"run{i}", PROMPTS[i])
 
     for i in range(3):
         (tmp_path / f"run{i}").mkdir()
@@ -48,9 +50,9 @@ def test_three_claude_code_sessions_live_in_watch(
     for t in threads:
         t.join(120)
     assert sorted(results) == [0, 1, 2]
-    ids = [
-        next(x for x in results[i] if x.get("subtype") == "init")["session_id"] for i in range(3)
-    ]
+    inits = [next(x for x in results[i] if x.get("subtype") == "init") for i in range(3)]
+    ids = [init["session_id"] for init in inits]
+    models = {init["session_id"]: init["model"].removesuffix("[1m]") for init in inits}
     assert len(set(ids)) == 3
 
     events = c.wait_for(
@@ -62,7 +64,7 @@ def test_three_claude_code_sessions_live_in_watch(
         kinds = [e["type"] for e in mine]
         assert kinds[0] == "session_start" and "turn_start" in kinds and kinds[-1] == "turn_end"
         start = mine[0]
-        assert start["model"] == "claude-opus-4-8"
+        assert start["model"] == models[sid]  # the version's default model
         uses = [e for e in mine if e["type"] == "tool_use"]
         assert [(u["tool"], u["summary"][:4]) for u in uses] in (
             [("Bash", "echo")],

@@ -17,11 +17,24 @@ from clauditor.domain.events import (
 from clauditor.domain.interpreter import classify_error
 from clauditor.parsing.fold import MessageResult, fold_message_json
 from clauditor.parsing.request import parse_request
+from clauditor.parsing.response import ResponseParser
 from clauditor.sessions.tracker import SessionTracker
+from clauditor.testing.fake_upstream import Reply, render_reply
 from tests.helpers import body_bytes, headers_of
 
 
 def result_of(response: dict[str, Any]) -> MessageResult:
+    """The MessageResult of a recorded response. A stream cut short (`kind: sse_error`:
+    events then an SSE `error`; `kind: truncated`: events then nothing) goes through the
+    real response parser on the bytes the fake upstream sends for it, so its result holds
+    the usage message_start reported before the error, as on the wire."""
+    if response.get("kind") in ("sse_error", "truncated") and response.get("status", 200) == 200:
+        status, content_type, body = render_reply(
+            Reply.from_record(response), str(response.get("model") or ""), stream=True
+        )
+        parser = ResponseParser(status, content_type, None)
+        parser.feed(body)
+        return parser.finish()
     if response.get("status", 200) != 200:
         return fold_message_json(
             {"type": "error", "error": {"type": response.get("error_type"), "message": "x"}}
@@ -86,3 +99,18 @@ class Replayer:
             ExchangeFinished(ex, self.clock.now(), status, result, classify_error(status, result))
         )
         return ex
+
+    def records(self, records: list[dict[str, Any]]) -> list[int]:
+        """Every POST /v1/messages of a capture, in order, at its recorded time (the clock
+        never goes back: overlapping exchanges are replayed one after the other)."""
+        out = []
+        for record in records:
+            if record.get("method") != "POST" or record.get("path") != "/v1/messages":
+                continue
+            ts = record.get("ts")
+            if isinstance(ts, (int, float)) and ts > self.clock.now():
+                self.clock.set(float(ts))
+            out.append(
+                self.exchange(record, duration=max(float(record.get("duration_s") or 0), 0.001))
+            )
+        return out

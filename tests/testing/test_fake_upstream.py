@@ -593,3 +593,130 @@ def test_parse_directives() -> None:
         ("delay", "0.5", None),
     ]
     assert parse_directives("no directives [[fake:") == []
+
+
+# ---------------------------------------------------------------- Claude Code scenarios
+
+
+async def test_overload_directive_529s_one_model_only(fake: FakeUpstream) -> None:
+    """`--fallback-model`: every request on the overloaded model fails, the other succeeds."""
+    prompt = "busy [[fake:overload claude-opus]]"
+    async with httpx.AsyncClient(timeout=5) as http:
+        opus = [
+            (await post(http, fake, encode(request_body(prompt, model="claude-opus-5-5"))))
+            for _ in range(4)
+        ]
+        body = request_body(prompt, model="claude-sonnet-5-5")
+        sonnet = await post(http, fake, encode(body))
+    assert [r.status_code for r in opus] == [529] * 4
+    assert opus[0].json()["error"]["type"] == "overloaded_error"
+    assert sonnet.status_code == 200
+    assert fold(sonnet.content)[0].model == "claude-sonnet-5-5"
+
+
+async def test_compaction_summary_with_and_without_tags(fake: FakeUpstream) -> None:
+    """2.1.332 sends the instruction as its own user message (a string) and asks again
+    when the reply has no <summary> tags; `/compact [[fake:compact untagged]]` provokes it."""
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "hello"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "hi"}]},
+    ]
+    instruction = "CRITICAL: Respond with TEXT ONLY. Do NOT call any tools.\n\nSummarise."
+    tagged, untagged = request_body(history=history), request_body(history=history)
+    tagged["messages"].append({"role": "user", "content": instruction})
+    untagged["messages"].append(
+        {"role": "user", "content": instruction + "\nAdditional Instructions:\n"
+         "[[fake:compact untagged]]"}
+    )  # fmt: skip
+    async with httpx.AsyncClient(timeout=5) as http:
+        with_tags = fold((await post(http, fake, encode(tagged))).content)[0]
+        without = fold((await post(http, fake, encode(untagged))).content)[0]
+    assert "<summary>" in with_tags.text and "</summary>" in with_tags.text
+    assert without.text and "<summary>" not in without.text
+
+
+RECORDED = {
+    "status": 200,
+    "kind": "tool_use",
+    "stream": True,
+    "model": "claude-opus-5-5",
+    "stop_reason": "tool_use",
+    "content": [
+        {"type": "text", "text": "Loading it."},
+        {
+            "type": "tool_use",
+            "id": "toolu_010TerkraX4Snq9dAB84QM4d",
+            "name": "ToolSearch",
+            "input": {"query": "select:WebFetch"},
+        },
+    ],
+    "usage": {
+        "input_tokens": 35,
+        "cache_creation_input_tokens": 12264,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 12264, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": 11,
+        "service_tier": "standard",
+    },
+}
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_reply_from_record_sends_the_recorded_message(
+    fake: FakeUpstream, stream: bool
+) -> None:
+    fake.script("s1", [Reply.from_record(RECORDED)])
+    async with httpx.AsyncClient(timeout=5) as http:
+        resp = await post(http, fake, encode(request_body("anything", stream=stream)))
+    result = fold(resp.content)[0] if stream else fold_message_json(resp.json())
+    assert result.model == "claude-opus-5-5"
+    assert result.stop_reason == "tool_use"
+    assert [(t.id, t.name, t.input) for t in result.tool_uses] == [
+        ("toolu_010TerkraX4Snq9dAB84QM4d", "ToolSearch", {"query": "select:WebFetch"})
+    ]
+    assert result.text == "Loading it."
+    u = result.usage
+    assert (u.input_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens) == (
+        35,
+        12264,
+        0,
+    )
+    assert u.output_tokens == 11
+    (ex,) = fake.exchanges
+    assert ex.message is not None and ex.message["content"] == RECORDED["content"]
+    assert ex.message["usage"] == RECORDED["usage"]
+
+
+async def test_reply_from_record_sse_error_and_error_status(fake: FakeUpstream) -> None:
+    sse_error = {**RECORDED, "kind": "sse_error", "sse_error_after_events": 2}
+    fake.script("s1", [Reply.from_record(sse_error), Reply.from_record(
+        {"status": 529, "kind": "error", "error_type": "overloaded_error"}
+    )])  # fmt: skip
+    async with httpx.AsyncClient(timeout=5) as http:
+        broken = await post(http, fake, encode(request_body()))
+        overloaded = await post(http, fake, encode(request_body()))
+    result, events = fold(broken.content)
+    assert [e.event for e in events] == ["message_start", "ping", "error"]
+    assert result.error_type == "overloaded_error"
+    # message_start reported the recorded usage as it is, output tokens included.
+    assert result.usage.cache_creation_input_tokens == 12264
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (35, 11)
+    assert overloaded.status_code == 529
+
+
+@pytest.mark.parametrize("kind", ["tool_use", "sse_error"])
+def test_render_reply_matches_the_wire(kind: str) -> None:
+    from clauditor.testing.fake_upstream import render_reply
+
+    recorded = {**RECORDED, "kind": kind, "sse_error_after_events": 2}
+    status, ctype, body = render_reply(Reply.from_record(recorded), "x", stream=True)
+    assert (status, ctype) == (200, "text/event-stream; charset=utf-8")
+    result, _ = fold(body)
+    assert result.usage.cache_creation_input_tokens == 12264
+    if kind == "sse_error":
+        assert result.error_type == "overloaded_error" and not result.tool_uses
+    else:
+        assert result.complete and result.tool_uses[0].id == "toolu_010TerkraX4Snq9dAB84QM4d"
+    status, ctype, body = render_reply(Reply(status=529), "x", stream=True)
+    assert (status, ctype) == (529, "application/json")
+    assert json.loads(body)["error"]["type"] == "overloaded_error"
