@@ -205,12 +205,34 @@ class SessionTracker:
                 and (r.response_started_at is not None or (unseen and x < exchange_id))
             }
             earlier = set()
+        if req.kind == "subagent":
+            # A subagent's first request can overtake the response whose Agent tool_use
+            # launched it: with no Agent call to tie it to yet, it waits for the session's
+            # main-thread exchanges in flight (at most HOLD_MAX_SECONDS, as any hold).
+            waiting_for |= self._agent_not_seen_yet(session_id, req)
         if not (waiting_for or earlier or unseen):
             return False
         held = _Held(self.clock.now(), waiting_for, [event], earlier, session_id, unseen)
         self._held[exchange_id] = held
         self.held_requests += 1
         return True
+
+    def _agent_not_seen_yet(self, session_id: str | None, req: ParsedRequest) -> set[int]:
+        session = self.sessions.get(session_id or "")
+        if session is None:
+            return set()
+        if req.agent_id and req.agent_id in session.agents:
+            return set()
+        running = [
+            c
+            for c in (*session.pending_tools.values(), *session.background_agents.values())
+            if c.name in AGENT_TOOLS and (c.agent_id is None or c.task_key in req.task_keys)
+        ]
+        if running:
+            return set()
+        return {
+            x for x, (s, r) in self._by_exchange.items() if s is session and r.kind in TURN_KINDS
+        }
 
     def _unseen_tools(self, session_id: str | None, req: ParsedRequest) -> set[str]:
         """The tool_use ids this request answers that its session has not shown us (a

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from clauditor.testing.claude_cli import ClaudeHome
 from clauditor.testing.fake_upstream import FakeUpstream
+from tests.compat.clis import Cli, configured, usable
 from tests.helpers import wait_until
 from tests.integration.stack import Stack, start_stack
 from tests.integration.test_watch_tmux import TmuxServer
@@ -30,35 +32,23 @@ pytestmark = [
 ]
 
 VERSION = "2.1.332"  # the first Claude Code that keeps the registry
-FAKE_KEY = "sk-ant-test-fake"
 PROMPT = 'Run it [[fake:tool Bash {"command": "echo hi", "description": "Print hi"}]]'
 
 
 def claude_332() -> str:
-    """The pinned 2.1.332 CLI: CLAUDE_BINS (version=path,...), as CI sets it."""
-    for item in os.environ.get("CLAUDE_BINS", "").split(","):
-        version, _, path = item.partition("=")
-        if version.strip() == VERSION and Path(path).exists():
-            return path
-    if os.environ.get("CLAUDITOR_REQUIRE_CLAUDE"):
-        pytest.fail(f"Claude Code {VERSION} is required in CI (CLAUDE_BINS)")
-    pytest.skip(f"Claude Code {VERSION} not installed (CLAUDE_BINS={VERSION}=/path/to/claude)")
+    """The pinned 2.1.332 CLI (CLAUDE_BINS, as CI sets it): older ones keep no registry."""
+    found = [c for c in configured() if c.version == VERSION]
+    cli = usable(found[0] if found else Cli(VERSION, None, f"Claude Code {VERSION} is not set up"))
+    assert cli.binary is not None
+    return cli.binary
 
 
 def test_a_permission_prompt_is_needs_you_with_an_alert(fake: FakeUpstream, tmp_path: Path) -> None:
     binary = claude_332()
-    home, project = tmp_path / "home", tmp_path / "project"
+    claude_home = ClaudeHome.create(tmp_path)
+    home, project = claude_home.home, claude_home.project
     (home / ".claude").mkdir(parents=True)
     (project / ".git").mkdir(parents=True)  # the project is the git root's name
-    (home / ".claude.json").write_text(
-        json.dumps(
-            {
-                "hasCompletedOnboarding": True,
-                "customApiKeyResponses": {"approved": [FAKE_KEY[-20:]]},
-                "projects": {str(project): {"hasTrustDialogAccepted": True}},
-            }
-        )
-    )
     # Ask before every Bash command: the permission prompt the proxy never sees.
     (home / ".claude" / "settings.json").write_text(json.dumps({"permissions": {"ask": ["Bash"]}}))
     stack: Stack = start_stack(fake.url, tmp_path, "--claude-dir", str(home / ".claude"))
@@ -77,14 +67,7 @@ def test_a_permission_prompt_is_needs_you_with_an_alert(fake: FakeUpstream, tmp_
 
     threading.Thread(target=pump, daemon=True).start()
     try:
-        env = {
-            "HOME": str(home),
-            "ANTHROPIC_BASE_URL": stack.proxy_url,
-            "ANTHROPIC_API_KEY": FAKE_KEY,
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "DISABLE_TELEMETRY": "1",
-        }
+        env = claude_home.env(stack.proxy_url)
         command = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         command += f" {shlex.quote(binary)} --permission-mode default"
         tmux("new-session", "-d", "-s", "cc", "-x", "160", "-y", "50", "-c", str(project), command)
@@ -98,7 +81,13 @@ def test_a_permission_prompt_is_needs_you_with_an_alert(fake: FakeUpstream, tmp_
             r = stack.get(f"/api/sessions/{sid}")
             return r.json()["session"] if r.status_code == 200 else {}
 
-        first = wait_until(lambda: session().get("state") == "your_turn" and session(), 10)
+        def settled() -> dict:
+            s = session()
+            return (
+                s if (s.get("state"), s.get("state_source")) == ("your_turn", "claude_code") else {}
+            )
+
+        first = wait_until(settled, 10)  # its registry says idle: waiting for a prompt
         assert (first["project"], first["cwd"]) == ("project", str(project))
         assert first["tmux_pane"] == entry["tmux"] and first["state_source"] == "claude_code"
 

@@ -560,3 +560,34 @@ def test_the_next_prompt_still_waits_for_a_held_tool_result(
         (2, "completed", 1),
     ]
     assert tracker.hold_timeouts == 0
+
+
+def test_a_subagent_request_overtaking_its_agent_call_still_links_to_it(
+    tracker: SessionTracker, clock: ManualClock
+) -> None:
+    # The subagent's first request reaches the core before the end of the response whose
+    # Agent tool_use launched it (two side streams, no order between them).
+    launch, sub, _ = fixture_posts("e_subagent")
+    sid = headers_of(launch)["x-claude-code-session-id"]
+    agent = ToolUse(launch["response"]["content"][1]["id"], "Agent", None)
+    agent.input = launch["response"]["content"][1]["input"]
+    t0 = clock.now()
+    tracker.handle(RequestStarted(1, t0, sid))
+    tracker.handle(
+        RequestParsed(1, t0, t0, parse_request(headers_of(launch), body_bytes(launch)), "a")
+    )
+    tracker.handle(ResponseStarted(1, t0 + 0.5, 200, "req_1", QuotaHeaders()))
+    clock.advance(1.0)
+    tracker.handle(RequestStarted(2, clock.now(), sid))
+    tracker.handle(
+        RequestParsed(
+            2, clock.now(), clock.now(), parse_request(headers_of(sub), body_bytes(sub)), "a"
+        )
+    )
+    assert tracker.held_requests == 1  # nothing to tie it to yet: it waits
+    tracker.handle(ToolUseSeen(1, clock.now(), agent))
+    result = result_of(launch["response"])
+    tracker.handle(ExchangeFinished(1, clock.now(), 200, result, classify_error(200, result)))
+    (subagent,) = [r for r in tracker.recent_requests(sid) if r.kind == "subagent"]
+    assert subagent.parent_tool_use_id == agent.id
+    assert tracker.hold_timeouts == 0
