@@ -100,6 +100,9 @@ class WireVocabulary:
     headers: frozenset[str]
     sse_events: frozenset[str]
     content_blocks: frozenset[str]
+    # Versions whose own accounting counts the usage of a stream that failed before any
+    # content block (2.1.197 resends it streaming and counts both attempts).
+    aborted_before_content_counted: frozenset[str] = frozenset()
 
     @property
     def newest_verified(self) -> str:
@@ -117,4 +120,7 @@ def vocabulary() -> WireVocabulary:
         headers=frozenset(data["headers"]),
         sse_events=frozenset(data["sse_events"]),
         content_blocks=frozenset(data["content_blocks"]),
+        aborted_before_content_counted=frozenset(
+            data.get("accounting", {}).get("aborted_before_content_counted", [])
+        ),
     )

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from clauditor.claude_code import AGENT_TOOLS, TaskNotification
+from clauditor.claude_code import AGENT_TOOLS, TaskNotification, vocabulary
 from clauditor.clock import Clock
 from clauditor.domain.events import (
     DomainEvent,
@@ -94,6 +94,14 @@ class TrackerListener:
     def compacted(self, session: Session, compaction: Compaction) -> None: ...
     def status_changed(self, session: Session, previous: str) -> None: ...
     def state_changed(self, session: Session, previous: str) -> None: ...
+
+
+def _counted_anyway(session: Session, result: MessageResult) -> bool:
+    """Claude Code versions whose own accounting counts a stream that failed before any
+    content block (clauditor/data/claude_code.json `accounting`): their totals include it."""
+    if result.block_types or session.cc_version is None:
+        return False
+    return session.cc_version in vocabulary().aborted_before_content_counted
 
 
 def _trigger_of(req: ParsedRequest) -> TurnTrigger:
@@ -786,7 +794,7 @@ class SessionTracker:
             # Counts no model allows (a forged or garbled stream): never in the totals.
             self.implausible_usage += 1
             reported = TokenCounts()
-        if event.error_type is not None:
+        if event.error_type is not None and not _counted_anyway(session, result):
             # The stream failed after reporting usage: Claude Code resends and bills only
             # the resend, so this attempt's usage is kept apart, never in the totals.
             record.aborted_tokens = reported

@@ -591,3 +591,30 @@ def test_a_subagent_request_overtaking_its_agent_call_still_links_to_it(
     (subagent,) = [r for r in tracker.recent_requests(sid) if r.kind == "subagent"]
     assert subagent.parent_tool_use_id == agent.id
     assert tracker.hold_timeouts == 0
+
+
+def test_a_stream_failing_before_any_content_counts_as_each_version_counts_it(
+    clock: ManualClock,
+) -> None:
+    # Claude Code's own accounting: 2.1.197 counts the usage a stream reported before it
+    # failed without any content block (it resends streaming); 2.1.332 counts only the
+    # resend (docs/compatibility.md, "Known divergences"; claude_code.json `accounting`).
+    from tests.sessions.test_claude_code_2_1_332 import records
+
+    def failed_early(record: dict) -> MessageResult:
+        result = result_of(record["response"])
+        result.block_types, result.text, result.tool_uses = [], "", []
+        result.error_type, result.complete, result.stop_reason = "overloaded_error", False, None
+        return result
+
+    old = fixture_posts("a_plain_text")[0]
+    new = records("n_plain")[0]
+    for record, counted in ((old, True), (new, False)):
+        tracker = SessionTracker(clock)
+        Replayer(tracker, clock).exchange(record, result=failed_early(record))
+        (session,) = tracker.sessions.values()
+        reported = record["response"]["usage"]["input_tokens"]
+        assert session.cc_version == ("2.1.197" if counted else "2.1.332")
+        assert (session.tokens.input, session.aborted_tokens.input) == (
+            (reported, 0) if counted else (0, reported)
+        )
