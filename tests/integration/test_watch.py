@@ -105,26 +105,37 @@ def test_events_arrive_in_order_for_two_concurrent_sessions(
     c = watcher(stack, collectors)
     a, b = "a0000000-0000-4000-8000-00000000000a", "b0000000-0000-4000-8000-00000000000b"
     drive(stack, {a: [f"list tmp {BASH}"], b: [f"read main {READ}"]})
-    c.wait_for(lambda evs: sum(e["type"] == "turn_end" for e in evs) == 2)
+    # Each turn ends with its turn_end, then the session's state: your turn.
+    c.wait_for(
+        lambda evs: (
+            sum(e["type"] == "state_changed" and e["state"] == "your_turn" for e in evs) == 2
+        )
+    )
     for sid, tool, summary in ((a, "Bash", "ls -la /tmp"), (b, "Read", "/srv/app/main.py")):
         mine = c.of(sid)
         assert one_turn_sequence(mine) == [
             "session_start",
             "turn_start",
             "request_start",
+            "state_changed",
             "tool_use",
             "request_end",
+            "state_changed",
             "tool_result",
             "request_start",
+            "state_changed",
             "request_end",
             "turn_end",
+            "state_changed",
         ], sid
+        states = [(e["state"], e["tool"]) for e in mine if e["type"] == "state_changed"]
+        assert states == [("working", None), ("tool", tool), ("working", None), ("your_turn", None)]
         tool_use = next(e for e in mine if e["type"] == "tool_use")
         assert (tool_use["tool"], tool_use["summary"]) == (tool, summary)
         start = mine[0]
         assert start["model"] == "claude-opus-4-8" and start["synthetic"] is False
         assert start["prompt"].startswith(("list tmp", "read main"))
-        end = mine[-1]
+        end = next(e for e in mine if e["type"] == "turn_end")
         assert end["outcome"] == "completed" and end["cost_usd"] > 0
         assert end["usage"]["output_tokens"] > 0
         seqs = [e["seq"] for e in mine]
