@@ -75,7 +75,8 @@ def test_three_claude_code_sessions_live_in_watch(
         assert result["outcome"] == "ok"
         assert [e for e in mine if e["type"] == "cache_event"]  # signals ride along
         assert [e for e in mine if e["type"] == "context_status"]
-        assert mine[-1]["cost_usd"] > 0
+        end = next(e for e in mine if e["type"] == "turn_end")
+        assert end["cost_usd"] > 0
 
     plain.terminate()
     out, _ = plain.communicate(timeout=10)
