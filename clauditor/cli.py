@@ -566,5 +566,19 @@ def watch(
     sys.exit(code)
 
 
+@main.command()
+@click.argument("session_id")
+@_url_option
+def jump(session_id: str, url: str) -> None:
+    """Switch tmux to the pane the session's Claude Code runs in (id or short id)."""
+    from clauditor.watch.jump import JumpError
+    from clauditor.watch.jump import jump as do_jump
+
+    try:
+        do_jump(url, session_id)
+    except JumpError as exc:
+        _fail(str(exc))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,12 +12,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from clauditor.testing.claude_cli import ClaudeHome
 from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.watch.jump import jump
 from tests.compat.clis import Cli, configured, usable
 from tests.helpers import wait_until
 from tests.integration.stack import Stack, start_stack
@@ -116,6 +118,22 @@ def test_a_permission_prompt_is_needs_you_with_an_alert(fake: FakeUpstream, tmp_
         # The watcher was running before the session started: it names it all the same.
         named = [x for x in lines if short in x and ("session_start" in x or "session_named" in x)]
         assert any("Run it" in x for x in named), named
+
+        # clauditor jump <short id> lands on the pane Claude Code runs in (the attach at the
+        # end needs a terminal: it is recorded, not run).
+        ran: list[list[str]] = []
+
+        def on_our_server(argv: Sequence[str]) -> int:
+            ran.append(list(argv))
+            if argv[1] == "attach-session":
+                return 0
+            tmux(*argv[1:])
+            return 0
+
+        assert jump(stack.api_url, short, run=on_our_server, inside_tmux=False) == entry["tmux"]
+        assert ran[-1] == ["tmux", "attach-session", "-t", "cc"]
+        pane = entry["tmux"].rsplit(".", 1)[1]
+        assert tmux("display-message", "-p", "-t", pane, "#{pane_active}").strip() == "1"
 
         tmux("send-keys", "-t", "cc", "Enter")  # 1. Yes
         wait_until(lambda: session().get("state") not in (None, "needs_you"), timeout=30)
