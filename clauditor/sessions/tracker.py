@@ -394,6 +394,12 @@ class SessionTracker:
         session.registry = None
         if session.in_flight:
             return  # its last exchanges still finish; the end timer takes it from there
+        self._end_session(session, now)
+        self._forget(session)
+
+    def _end_session(self, session: Session, now: float) -> None:
+        """Ended: an open turn is abandoned; its last state_changed comes before the
+        status_changed (session_end) the listeners close it on."""
         turn = session.current_turn
         if turn is not None:
             self._end_turn(session, turn, now, "abandoned")
@@ -403,7 +409,6 @@ class SessionTracker:
         self._refresh_state(session)
         self._notify("status_changed", session, previous)
         self._changed(session)
-        self._forget(session)
 
     def _signal(self, method: str, session: Session, *args: object) -> None:
         try:
@@ -858,11 +863,7 @@ class SessionTracker:
                 self._notify("status_changed", session, "active")
                 self._changed(session)
             if session.status == "idle" and quiet >= self.end_timeout:
-                session.status = "ended"
-                session.ended_at = now
-                self._refresh_state(session)  # its last state_changed before session_end
-                self._notify("status_changed", session, "idle")
-                self._changed(session)
+                self._end_session(session, now)
                 self._forget(session)
 
     def _forget(self, session: Session) -> None:
@@ -890,12 +891,4 @@ class SessionTracker:
         """Core stopping: mark what was live as ended so the store does not keep it active."""
         now = self.clock.now()
         for session in list(self.sessions.values()):
-            turn = session.current_turn
-            if turn is not None:
-                self._end_turn(session, turn, now, "abandoned")
-            previous = session.status
-            session.status = "ended"
-            session.ended_at = now
-            self._refresh_state(session)
-            self._notify("status_changed", session, previous)
-            self._changed(session)
+            self._end_session(session, now)
