@@ -204,7 +204,9 @@ class SessionTracker:
         }
         waiting_for: set[int] = set()
         unseen: set[str] = set()
-        if req.tool_results or req.new_prompt or req.kind == "compaction":
+        # What follows a response: a tool_result, a prompt, a compaction, a task
+        # notification (which starts a turn of its own only once the last one ended).
+        if req.tool_results or req.new_prompt or req.kind == "compaction" or req.notifications:
             unseen = self._unseen_tools(session_id, req)
             waiting_for = earlier | {
                 x

@@ -396,3 +396,45 @@ def test_usage_no_model_allows_is_flagged_not_billed() -> None:
     assert api["verified"] is False
     assert api["unverified_reasons"] == ["usage beyond the model's limits (left out of the totals)"]
     assert run.engine.drift.view() == {"usage": 1}
+
+
+def test_a_task_notification_overtaking_the_turns_last_response_is_a_turn_of_its_own() -> None:
+    # Through Envoy the notification request can reach the core before the end of the
+    # response that finished the launching turn (two side streams): it waits for it.
+    from clauditor.domain.events import (
+        ExchangeFinished,
+        QuotaHeaders,
+        RequestParsed,
+        RequestStarted,
+        ResponseStarted,
+    )
+    from clauditor.domain.interpreter import classify_error
+    from clauditor.parsing.request import parse_request
+    from tests.helpers import body_bytes, headers_of
+
+    recs = records("n_subagent_bg")
+    tool_use_id = recs[0]["response"]["content"][-1]["id"]
+    recs[3]["body"]["messages"][-1]["content"] = [
+        {"type": "text", "text": notification(tool_use_id)}
+    ]
+    run = Run()
+    run.play(recs[:1])
+    t, clock = run.tracker, run.clock
+    sid = dict((k.lower(), v) for k, v in recs[0]["headers"])["x-claude-code-session-id"]
+
+    def parsed(x: int, rec: dict[str, Any]) -> None:
+        t.handle(RequestStarted(x, clock.now(), sid))
+        req = parse_request(headers_of(rec), body_bytes(rec))
+        t.handle(RequestParsed(x, clock.now(), clock.now(), req, "a"))
+
+    parsed(100, recs[1])  # the launch result: its response, streaming, will end the turn
+    t.handle(ResponseStarted(100, clock.now(), 200, "req_100", QuotaHeaders()))
+    clock.advance(0.2)
+    parsed(101, recs[3])  # the notification, before that response ends
+    result = reply(recs[1])
+    t.handle(ExchangeFinished(100, clock.now(), 200, result, classify_error(200, result)))
+    s = run.session
+    assert [(turn.trigger, turn.outcome) for turn in s.turns] == [
+        ("prompt", "completed"),
+        ("task_notification", "in_progress"),
+    ]
