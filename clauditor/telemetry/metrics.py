@@ -309,6 +309,7 @@ class Observables:
         reasons = {
             "bad_request": i["bad_requests"],
             "request_too_large": i["request_too_large"],
+            "decompression_bomb": i["decompression_bombs"],
             "undecodable_body": i["undecodable_bodies"],
             "malformed_event": i["malformed_events"],
             "unknown_event": i["unknown_events"],
