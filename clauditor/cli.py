@@ -21,12 +21,20 @@ from clauditor.store.database import StoreError, default_db_path
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
+class _TerminalFormatter(logging.Formatter):
+    """Log lines quote the wire (a model id, a header name seen as drift) and go to the
+    user's terminal: no escape sequence or control character gets through."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from clauditor.safetext import terminal_text
+
+        return terminal_text(super().format(record))
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # Readiness polls and API reads are not news.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
