@@ -155,7 +155,9 @@ CORE_OPTIONS = (
     click.option(
         "--db",
         envvar="CLAUDITOR_DB",
-        type=click.Path(dir_okay=False, path_type=Path),
+        # A folder in the way is not refused here: the core moves it aside (never deletes
+        # it) and starts a fresh file, like any database it cannot use.
+        type=click.Path(path_type=Path),
         default=None,
         help="SQLite history file [default: $XDG_DATA_HOME/clauditor/clauditor.db]",
     ),

@@ -36,7 +36,6 @@ from clauditor.envoy.admin import (
 from clauditor.envoy.config import EnvoySettings, Upstream, default_ca_file, render
 from clauditor.netaddr import HostPort, port_in_use
 from clauditor.runtime import RuntimeDirError, instance_dir
-from clauditor.store.database import StoreError, open_database
 from clauditor.wire.auth import TOKEN_ENV, new_token
 
 log = logging.getLogger("clauditor.up")
@@ -152,10 +151,9 @@ class Supervisor:
         admin = cfg.admin
         if isinstance(admin, AdminSocket) and admin.path is not None and socket_in_use(admin.path):
             raise UpError(f"--envoy-admin {admin.path} is already in use (another Envoy?)")
-        try:
-            open_database(cfg.db).conn.close()
-        except StoreError as exc:
-            raise UpError(str(exc)) from None
+        # No database check: whatever state the file is in (corrupt, unreadable, a folder
+        # in the way, a full or read-only disk), Envoy must route. The core moves a broken
+        # file aside, or keeps history paused and says why (/api/stats -> store.paused).
         return envoy
 
     def _make_runtime_dir(self) -> Path:

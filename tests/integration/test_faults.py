@@ -488,6 +488,7 @@ def test_disk_full_at_run_time(
         new, stats = _during_fault(loop, stack, existing)
         expected = "database or disk is full" if how == "tmpfs" else "disk I/O error"
         assert stats["store"]["last_error"] == expected
+        assert stats["store"]["paused"] == ("disk full" if how == "tmpfs" else "I/O error")
         line = wait_until(
             lambda: next((x for x in stack.log if f"cannot write to {stack.db}" in x), None),
             timeout=10,
@@ -535,12 +536,14 @@ def test_read_only_at_run_time(
         assert _chattr("+i", *frozen)
         try:
             new, stats = _during_fault(loop, stack, existing)
-            assert stats["store"]["last_error"] == "disk I/O error"
+            # Seen before SQLite is asked (a connection on an unwritable -shm can SIGBUS).
+            assert stats["store"]["last_error"] == "the file or its folder is not writable"
+            assert stats["store"]["paused"] == "read-only"
             line = wait_until(
                 lambda: next((x for x in stack.log if f"cannot write to {stack.db}" in x), None),
                 timeout=10,
             )
-            assert "ERROR" in line and "SQLITE_IOERR" in line and "writable" in line
+            assert "ERROR" in line and "[read-only]" in line and "writable" in line
         finally:
             _chattr("-i", *frozen)
         wait_until(lambda: f"writes to {stack.db} resumed" in _log(stack), timeout=10)
