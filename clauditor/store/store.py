@@ -141,6 +141,9 @@ class Store(TrackerListener):
         self.writer.task(lambda db: history.prune(db, days, now))
 
     def stop(self) -> None:
+        # Last: whatever this core leaves open (a request cut by the stop, a tool call
+        # whose result never came) is closed now rather than at the next start.
+        self.writer.task(lambda db: close_unobserved(db))
         self.writer.stop()
 
     # -- TrackerListener: every change becomes an upsert -----------------------------
