@@ -316,6 +316,9 @@ class StoreWriter:
                 db.conn.close()
             if not again:
                 return
+            # Opened again (deleted, replaced or damaged under us): not in a tight loop
+            # should the file keep failing; what is queued meanwhile waits in the queue.
+            self._stop_event.wait(self.interval)
 
     def _pause(self, reason: str, error: str, code: str = "") -> None:
         """Nothing can be written now: say why (once, then once a minute)."""

@@ -346,6 +346,8 @@ def test_black_holed_otlp_drops_counted_memory_bounded(
             assert stack.envoy_stat("http.clauditor.ext_proc.streams_failed") == 0
             stats = stack.get("/api/stats").json()["telemetry"]
             metrics = stack.get("/metrics").text
+            # Spans of the last phase may still be dropped between the two reads.
+            stats_after = stack.get("/api/stats").json()["telemetry"]
         finally:
             for s in sessions:
                 loop.run_until_complete(s.aclose())
@@ -359,7 +361,7 @@ def test_black_holed_otlp_drops_counted_memory_bounded(
         line for line in metrics.splitlines()
         if line.startswith("clauditor_telemetry_spans_total") and 'state="dropped"' in line
     )  # fmt: skip
-    assert float(dropped_line.rsplit(" ", 1)[1]) == stats["dropped"]
+    assert stats["dropped"] <= float(dropped_line.rsplit(" ", 1)[1]) <= stats_after["dropped"]
     assert "spans dropped (export queue full)" in _log(stack)
     rss = [r for r, _, _ in samples]
     print(
