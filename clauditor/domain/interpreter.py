@@ -41,6 +41,10 @@ class InterpreterStats:
     ignored: int = 0  # HEAD preflights, other paths
     bad_requests: int = 0  # request bodies that are not a JSON object
     request_too_large: int = 0
+    # Compressed bodies that inflate past the request cap or a sane ratio: skipped (the
+    # cap keeps a 1 MB gzip bomb from costing the core a GiB), counted here and in
+    # request_too_large.
+    decompression_bombs: int = 0
     undecodable_bodies: int = 0  # content-encoding we cannot decode
     malformed_events: int = 0
     unknown_events: int = 0
@@ -87,7 +91,9 @@ class _MessagesExchange:
             self.ignored = True
             self._owner.stats.ignored += 1
             return
-        self._decoder = BodyDecoder(self._headers.get("content-encoding"))
+        self._decoder = BodyDecoder(
+            self._headers.get("content-encoding"), max_output_bytes=MAX_REQUEST_BODY
+        )
         self._owner.emit(RequestStarted(self.id, ts, self._headers.get(SESSION_HEADER)))
         if end_of_stream:
             self._finish_request(ts)
@@ -97,12 +103,18 @@ class _MessagesExchange:
             return
         if not self._too_large:
             self._body += self._decoder.feed(chunk)
-            if len(self._body) > MAX_REQUEST_BODY:
-                self._too_large = True
-                self._body = bytearray()
-                self._owner.stats.request_too_large += 1
+            if len(self._body) > MAX_REQUEST_BODY or self._decoder.too_large:
+                self._too_large_body()
         if end_of_stream:
             self._finish_request(ts)
+
+    def _too_large_body(self) -> None:
+        self._too_large = True
+        self._body = bytearray()
+        stats = self._owner.stats
+        stats.request_too_large += 1
+        if self._decoder is not None and self._decoder.too_large:
+            stats.decompression_bombs += 1
 
     def _finish_request(self, ts: float) -> None:
         if self._parsed:
@@ -111,13 +123,15 @@ class _MessagesExchange:
         decoder = self._decoder
         if decoder is not None and not self._too_large:
             self._body += decoder.flush()
-        if decoder is not None and (decoder.failed or not decoder.supported):
-            self._owner.stats.undecodable_bodies += 1
-            request = ParsedRequest(ok=False, error="undecodable_encoding")
+            if decoder.too_large:
+                self._too_large_body()
+        if self._too_large:
+            request = ParsedRequest(ok=False, error="too_large")
             request.session_id = self._headers.get(SESSION_HEADER)
             request.session_source = "header" if request.session_id else None
-        elif self._too_large:
-            request = ParsedRequest(ok=False, error="too_large")
+        elif decoder is not None and (decoder.failed or not decoder.supported):
+            self._owner.stats.undecodable_bodies += 1
+            request = ParsedRequest(ok=False, error="undecodable_encoding")
             request.session_id = self._headers.get(SESSION_HEADER)
             request.session_source = "header" if request.session_id else None
         else:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clauditor.clock import iso
+from clauditor.safetext import terminal_safe
 from clauditor.sessions.signals.prices import PriceTable
 
 
@@ -62,6 +63,7 @@ def _notes(m: dict[str, Any]) -> list[str]:
 
 
 def models_view(report: dict[str, Any]) -> Group:
+    report = terminal_safe(report)  # model ids seen on the wire: no escapes to the terminal
     table = Table(
         title=f"Model catalog ({report['source']}): USD per million tokens",
         header_style="bold",

@@ -8,6 +8,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from clauditor.safetext import terminal_safe
+
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -30,6 +32,7 @@ def _pct(value: float | None) -> str:
 
 
 def sessions_table(sessions: list[dict[str, Any]], title: str | None = None) -> Table:
+    sessions = terminal_safe(sessions)  # stored text came from the wire: no escapes out
     table = Table(title=title, header_style="bold", expand=False)
     for name, justify in (
         ("session", "left"),
@@ -62,6 +65,7 @@ def sessions_table(sessions: list[dict[str, Any]], title: str | None = None) -> 
 
 
 def recall_view(query: str, hits: list[dict[str, Any]]) -> Group | Text:
+    query, hits = terminal_safe((query, hits))
     if not hits:
         return Text(f"No session matches {query!r}.")
     parts: list[Any] = []
@@ -81,6 +85,7 @@ def recall_view(query: str, hits: list[dict[str, Any]]) -> Group | Text:
 
 
 def diagnosis_view(result: dict[str, Any]) -> Group | Text:
+    result = terminal_safe(result)
     findings = result.get("findings") or []
     if not findings:
         return Text(f"{result['session_id']}: no findings, the session looks healthy.")

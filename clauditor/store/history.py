@@ -65,16 +65,16 @@ def session_rows(db: sqlite_utils.Database, session_id: str) -> SessionRows | No
     if not found:
         return None
 
-    def rows(table: str, order: str) -> list[dict[str, Any]]:
-        return list(
-            db.query(f"select * from {table} where session_id = ? order by {order}", [session_id])
-        )
+    def rows(table: str, order: str, keep: str = "1") -> list[dict[str, Any]]:
+        sql = f"select * from {table} where session_id = ? and ({keep}) order by {order}"
+        return list(db.query(sql, [session_id]))
 
+    # What a crashed core never saw the end of is no evidence of anything: not an input.
     return SessionRows(
         session=found[0],
-        turns=rows("turns", "turn"),
-        requests=rows("requests", "started_at"),
-        tool_calls=rows("tool_calls", "requested_at"),
+        turns=rows("turns", "turn", "coalesce(outcome, '') != 'unobserved'"),
+        requests=rows("requests", "started_at", "coalesce(error_type, '') != 'unobserved'"),
+        tool_calls=rows("tool_calls", "requested_at", "coalesce(outcome, '') != 'unobserved'"),
         compactions=rows("compactions", "happened_at"),
     )
 

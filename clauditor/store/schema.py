@@ -13,6 +13,10 @@ import sqlite_utils
 Migration = Callable[[sqlite_utils.Database], None]
 
 
+class SchemaTooNew(RuntimeError):
+    """The file was written by a newer clauditor: kept as it is, never migrated down."""
+
+
 def _v1_base(db: sqlite_utils.Database) -> None:
     db["sessions"].create(
         {
@@ -280,7 +284,7 @@ def migrate(db: sqlite_utils.Database) -> int:
     row = db.execute("select max(version) from schema_version").fetchone()
     current = row[0] or 0
     if current > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise SchemaTooNew(
             f"database schema v{current} is newer than this clauditor (v{SCHEMA_VERSION})"
         )
     for version in range(current + 1, SCHEMA_VERSION + 1):

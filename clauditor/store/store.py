@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import sqlite_utils
 
 from clauditor.claude_code import AGENT_TOOLS
 from clauditor.clock import Clock, SystemClock, iso
@@ -18,11 +24,53 @@ from clauditor.sessions.models import (
 )
 from clauditor.sessions.tracker import TrackerListener
 from clauditor.store import history, rows, totals
-from clauditor.store.database import connect
+from clauditor.store.database import connect, empty_database
 from clauditor.store.recall import recall
 from clauditor.store.writer import StoreWriter
 
 PRUNE_EVERY_SECONDS = 3600.0
+# What a crashed core left open and no core can finish: the exchange it watched is gone.
+UNOBSERVED = "unobserved"
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def close_unobserved(db: sqlite_utils.Database) -> dict[str, int]:
+    """At start, before any row of this core: close what the previous core left half
+    written as `unobserved` (clauditor did not see how it ended: never an error of
+    Anthropic's, never input to a diagnosis). Requests in flight can never end: the side
+    stream that carried them died with that core. A turn in progress and its pending
+    tool calls are left alone when they are the last turn of a session that is not
+    ended: that session is adopted, and its next request may continue the turn."""
+    with db.conn:
+        requests = db.execute(
+            "update requests set error_type = ? where ended_at is null and error_type is null",
+            [UNOBSERVED],
+        ).rowcount
+        turns = db.execute(
+            """update turns set outcome = ? where outcome = 'in_progress' and not (
+                 session_id in (select session_id from sessions where status != 'ended')
+                 and turn = (select max(t.turn) from turns t
+                             where t.session_id = turns.session_id))""",
+            [UNOBSERVED],
+        ).rowcount
+        tools = db.execute(
+            """update tool_calls set outcome = ? where outcome = 'pending' and not exists (
+                 select 1 from turns t where t.session_id = tool_calls.session_id
+                 and t.turn is tool_calls.turn and t.outcome = 'in_progress')""",
+            [UNOBSERVED],
+        ).rowcount
+    counts = {"requests": requests, "turns": turns, "tool_calls": tools}
+    if any(counts.values()):
+        log.warning(
+            "closed what a previous core left open as unobserved: %d request(s), %d turn(s), "
+            "%d tool call(s)",
+            requests,
+            turns,
+            tools,
+        )
+    return counts
 
 
 class Store(TrackerListener):
@@ -41,10 +89,48 @@ class Store(TrackerListener):
         self.no_prompts = no_prompts
         self.retention_days = retention_days
         self._last_prune: float | None = None
+        self.unobserved_at_start: dict[str, int] = {}
+        self._last_read_error = 0.0
+
+    def _repair(self, db: sqlite_utils.Database) -> None:
+        self.unobserved_at_start = close_unobserved(db)
 
     def start(self) -> None:
+        """Never raises: a file that cannot be used leaves the store paused (live views
+        work, stored history reads empty), and the writer keeps trying."""
+        self.writer.on_first_open = self._repair
         self.writer.start()
+        # Its first open moves a broken file aside and closes the last core's open rows:
+        # the reads that follow (adopting live sessions, the week's tokens) come after.
+        self.writer.wait_opened(timeout=10.0)
         self.maybe_prune()
+
+    def _read(self, query: Callable[[sqlite_utils.Database], T]) -> T:
+        """Run a read on its own connection; when the file cannot be read (paused, being
+        recreated, damaged), on an empty database instead: the API answers, never 500."""
+        try:
+            db = connect(self.path)
+        except (sqlite3.Error, OSError) as exc:
+            return self._read_empty(query, exc)
+        try:
+            return query(db)
+        except sqlite3.Error as exc:
+            return self._read_empty(query, exc)
+        finally:
+            db.conn.close()
+
+    def _read_empty(self, query: Callable[[sqlite_utils.Database], T], exc: BaseException) -> T:
+        now = time.monotonic()
+        if now - self._last_read_error > 60:
+            self._last_read_error = now
+            log.warning(
+                "cannot read %s (%s): stored history reads as empty for now", self.path, exc
+            )
+        db = empty_database()
+        try:
+            return query(db)
+        finally:
+            db.conn.close()
 
     def maybe_prune(self) -> None:
         """Retention: drop sessions idle for longer than retention_days (hourly)."""
@@ -56,6 +142,9 @@ class Store(TrackerListener):
         self.writer.task(lambda db: history.prune(db, days, now))
 
     def stop(self) -> None:
+        # Last: whatever this core leaves open (a request cut by the stop, a tool call
+        # whose result never came) is closed now rather than at the next start.
+        self.writer.task(lambda db: close_unobserved(db))
         self.writer.stop()
 
     # -- TrackerListener: every change becomes an upsert -----------------------------
@@ -125,8 +214,8 @@ class Store(TrackerListener):
     # -- reads (run in a worker thread; each opens its own connection) ------------------
     def load_session(self, session_id: str) -> Session | None:
         """Synchronous primary-key read, used when a stored session becomes live again."""
-        db = connect(self.path)
-        try:
+
+        def query(db: sqlite_utils.Database) -> Session | None:
             found = list(db.query("select * from sessions where session_id = ?", [session_id]))
             if not found:
                 return None
@@ -147,31 +236,27 @@ class Store(TrackerListener):
                 call = rows.tool_call_from_row(row)
                 session.pending_tools[call.tool_use_id] = call
             return session
-        finally:
-            db.conn.close()
+
+        return self._read(query)
 
     def unfinished_session_ids(self) -> list[str]:
         """Sessions a previous core was tracking when it stopped without closing them."""
-        db = connect(self.path)
-        try:
-            return [
+        return self._read(
+            lambda db: [
                 r[0] for r in db.execute("select session_id from sessions where status != 'ended'")
             ]
-        finally:
-            db.conn.close()
+        )
 
     def _list_sessions(self, limit: int, days: float | None, status: str | None) -> list[dict]:
-        db = connect(self.path)
-        try:
+        def query(db: sqlite_utils.Database) -> list[dict]:
             found = history.list_sessions(db, limit, days, status, now=self.clock.now())
             counts = history.findings_count_by_session(db, [r["session_id"] for r in found])
             return [{**r, "findings": counts.get(r["session_id"], 0)} for r in found]
-        finally:
-            db.conn.close()
+
+        return self._read(query)
 
     def _session_detail(self, session_id: str) -> dict[str, Any] | None:
-        db = connect(self.path)
-        try:
+        def query(db: sqlite_utils.Database) -> dict[str, Any] | None:
             found = list(db.query("select * from sessions where session_id = ?", [session_id]))
             if not found:
                 return None
@@ -204,8 +289,8 @@ class Store(TrackerListener):
                 {k: v for k, v in r.items() if k != "session_id"} for r in tool_rows
             ]
             return out
-        finally:
-            db.conn.close()
+
+        return self._read(query)
 
     async def list_sessions(
         self, limit: int = 50, days: float | None = None, status: str | None = None
@@ -217,9 +302,11 @@ class Store(TrackerListener):
 
     # -- history: recall and diagnosis ----------------------------------------------------
     def _recall(self, text: str, limit: int, days: float | None) -> list[dict[str, Any]]:
-        self.writer.flush(timeout=2.0)  # live sessions are searchable right away
-        db = connect(self.path)
-        try:
+        self.writer.flush(
+            timeout=2.0, unless_paused=True
+        )  # live sessions are searchable right away
+
+        def query(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             hits = recall(db, text, limit=limit, days=days, now=self.clock.now())
             counts = history.findings_count_by_session(db, [h.session_id for h in hits])
             return [
@@ -230,8 +317,8 @@ class Store(TrackerListener):
                 }
                 for h in hits
             ]
-        finally:
-            db.conn.close()
+
+        return self._read(query)
 
     async def recall(
         self, text: str, limit: int = 10, days: float | None = None
@@ -239,9 +326,11 @@ class Store(TrackerListener):
         return await asyncio.to_thread(self._recall, text, limit, days)
 
     def _diagnosis(self, session_id: str) -> dict[str, Any] | None:
-        self.writer.flush(timeout=5.0)  # live rows first, so the rules see the latest turn
-        db = connect(self.path)
-        try:
+        self.writer.flush(
+            timeout=5.0, unless_paused=True
+        )  # live rows first, so the rules see the latest turn
+
+        def query(db: sqlite_utils.Database) -> dict[str, Any] | None:
             findings = history.run_diagnosis(db, session_id, self.clock.now())
             if findings is None:
                 return None
@@ -249,15 +338,11 @@ class Store(TrackerListener):
                 "session_id": session_id,
                 "findings": history.stored_findings(db, session_id),
             }
-        finally:
-            db.conn.close()
+
+        return self._read(query)
 
     def _findings_counts(self, ids: list[str]) -> dict[str, int]:
-        db = connect(self.path)
-        try:
-            return history.findings_count_by_session(db, ids)
-        finally:
-            db.conn.close()
+        return self._read(lambda db: history.findings_count_by_session(db, ids))
 
     async def findings_counts(self, ids: list[str]) -> dict[str, int]:
         return await asyncio.to_thread(self._findings_counts, ids) if ids else {}
@@ -277,24 +362,16 @@ class Store(TrackerListener):
         return await asyncio.to_thread(self._ids_with_prefix, prefix)
 
     def _models_seen(self) -> list[dict[str, Any]]:
-        self.writer.flush(timeout=2.0)
-        db = connect(self.path)
-        try:
-            return history.models_seen(db)
-        finally:
-            db.conn.close()
+        self.writer.flush(timeout=2.0, unless_paused=True)
+        return self._read(history.models_seen)
 
     async def models_seen(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._models_seen)
 
     # -- signals: period totals and the weekly token count ---------------------------------
     def _summary(self, now: float) -> dict[str, Any]:
-        self.writer.flush(timeout=2.0)  # live requests count right away
-        db = connect(self.path)
-        try:
-            return totals.summary(db, now)
-        finally:
-            db.conn.close()
+        self.writer.flush(timeout=2.0, unless_paused=True)  # live requests count right away
+        return self._read(lambda db: totals.summary(db, now))
 
     async def summary(self, now: float) -> dict[str, Any]:
         """Totals for today / this week / this month (UTC), from the stored requests."""
@@ -302,8 +379,4 @@ class Store(TrackerListener):
 
     def tokens_since(self, since: float) -> TokenCounts:
         """Synchronous: tokens of the requests that ended since `since` (weekly count seed)."""
-        db = connect(self.path)
-        try:
-            return totals.tokens_since(db, since)
-        finally:
-            db.conn.close()
+        return self._read(lambda db: totals.tokens_since(db, since))

@@ -3,6 +3,8 @@
 Periods are UTC: today from 00:00, the week from Monday 00:00, the month from the 1st.
 A request belongs to the period it started in; a session counts when one of its requests
 did. Cache hit ratio = cache_read / (input + cache_read + cache_creation) tokens.
+A request closed as `unobserved` (a crashed core never saw its end) is no error: it is
+counted apart (`unobserved_requests`), never in `errors` or `errors_by_type`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ select count(distinct session_id) as sessions,
        sum(cost_cache_write_1h_usd) as cost_cache_write_1h_usd,
        sum(cost_cache_read_usd) as cost_cache_read_usd,
        coalesce(sum(fallback), 0) as fallbacks,
-       coalesce(sum(error_type is not null), 0) as errors,
+       coalesce(sum(error_type is not null and error_type != 'unobserved'), 0) as errors,
+       coalesce(sum(error_type = 'unobserved'), 0) as unobserved_requests,
        coalesce(sum(retry), 0) as retries,
        coalesce(sum(kind = 'compaction' and error_type is null), 0) as compaction_requests
 from requests where started_at >= ?
@@ -83,7 +86,8 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
     errors: dict[str, int] = {}
     for status, error_type, n in db.execute(
         "select status, error_type, count(*) from requests"
-        " where started_at >= ? and error_type is not null group by status, error_type",
+        " where started_at >= ? and error_type is not null and error_type != 'unobserved'"
+        " group by status, error_type",
         [start],
     ):
         label = error_category(status, error_type) or "unknown"
@@ -129,6 +133,7 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
         "fallbacks": t["fallbacks"],
         "errors": t["errors"],
         "errors_by_type": errors,
+        "unobserved_requests": t["unobserved_requests"],
         "retries": t["retries"],
         "compaction_requests": t["compaction_requests"],
     }

@@ -1,9 +1,11 @@
 """One writer thread: batches row upserts off the event loop, coalesced by primary key.
 
 Rows are flushed at least every `interval` seconds, so a crash loses at most that
-much. If the disk is full or the file read-only, the batch is kept (bounded) and
-retried, the error logged when it starts and then once per minute, the recovery logged
-too, and live views keep working.
+much. If the disk is full or the file read-only, or the file cannot be opened at all,
+the store is `paused` (with the reason: "disk full", "read-only"...): the batch is kept
+(bounded) and retried, the error logged when it starts and then once per minute, the
+recovery logged too, and live views keep working. A database deleted or replaced while
+the core runs is noticed within IDENTITY_CHECK seconds and created again.
 
 Nothing lost, nothing false: a batch that fails for any other reason is written again
 row by row, so one bad row costs only itself. That row is retried once with its text
@@ -15,7 +17,9 @@ started again (`restarts`) and the rows it held are counted as dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -28,7 +32,13 @@ from typing import Any
 import sqlite_utils
 
 from clauditor.safetext import scrub
-from clauditor.store.database import open_database
+from clauditor.store.database import (
+    StoreError,
+    fault_reason,
+    is_damaged,
+    open_database,
+    unwritable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,15 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
 PATH_TOOLS = ("Read", "Edit", "Write", "MultiEdit", "NotebookEdit")
 # Why a row never reached the file (the keys of `dropped`, and the metric's reasons).
 DROP_REASONS = ("queue_full", "bad_row", "writer_crash", "shutdown")
+
+# How often the writer checks that the path still names the file it writes to (deleted
+# under it: rows would go to the unlinked inode, and readers would find nothing).
+IDENTITY_CHECK = 2.0
+# Retrying an open that failed (cannot create, read-only, a newer schema): 0.5 s doubling.
+OPEN_RETRY_FIRST = 0.5
+OPEN_RETRY_MAX = 5.0
+# Tasks (diagnoses, pruning) kept while the file cannot be opened; the oldest go first.
+MAX_HELD_TASKS = 1000
 
 Row = dict[str, Any]
 Key = tuple[str, tuple[Any, ...]]
@@ -111,8 +130,19 @@ class StoreWriter:
         self.rows_sanitised = 0
         self.restarts = 0
         self.task_errors = 0
+        self.tasks_dropped = 0
         self.last_error: str | None = None
+        # Why nothing is written right now ("disk full", "read-only", ...), since when.
+        self.paused: str | None = None
+        self.paused_since: float | None = None
+        self.db_recreated = 0  # times the file was gone or replaced and made again
+        # Run once on the writer thread at the first successful open, before any row.
+        self.on_first_open: Task | None = None
+        self._first_open_done = False
+        self._opened = threading.Event()  # the first open was tried (good or not)
+        self._ident: tuple[int, int] | None = None
         self._last_drop_log = 0.0
+        self._last_pause_log = 0.0
 
     @property
     def rows_dropped(self) -> int:
@@ -123,11 +153,15 @@ class StoreWriter:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        db = open_database(self.path)  # raises StoreError up front, on the caller's thread
-        db.conn.close()
+        """Start the thread; never raises: a file that cannot be used pauses the store."""
         self._stopping = False
         self._stop_event.clear()
         self._spawn()
+
+    def wait_opened(self, timeout: float = 10.0) -> bool:
+        """Wait (bounded) until the thread has tried to open the file once: its repairs
+        (a broken file moved aside, rows of a crashed core closed) come before any read."""
+        return self._opened.wait(timeout)
 
     def _spawn(self) -> None:
         self._thread = threading.Thread(target=self._main, name="clauditor-store", daemon=True)
@@ -154,8 +188,11 @@ class StoreWriter:
         self._enqueued += 1
         self._queue.put(fn)
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Block until everything put so far is written (tests, shutdown)."""
+    def flush(self, timeout: float = 5.0, *, unless_paused: bool = False) -> bool:
+        """Block until everything put so far is written (tests, shutdown). unless_paused:
+        False at once while paused (readers must not wait for a disk to free up)."""
+        if unless_paused and self.paused is not None:
+            return False
         target = self._enqueued
         deadline = time.monotonic() + timeout
         with self._flushed:
@@ -185,7 +222,15 @@ class StoreWriter:
             "writer_alive": self.alive,
             "writer_restarts": self.restarts,
             "task_errors": self.task_errors,
+            "tasks_dropped": self.tasks_dropped,
             "last_error": self.last_error,
+            "state": "paused" if self.paused else "ok",
+            "paused": self.paused,
+            "paused_seconds": (
+                round(time.monotonic() - self.paused_since, 1) if self.paused_since else None
+            ),
+            "rows_pending": len(self._pending),
+            "db_recreated": self.db_recreated,
         }
 
     # -- the thread ---------------------------------------------------------------------
@@ -261,16 +306,117 @@ class StoreWriter:
             self._drop("queue_full")
 
     def _run(self) -> None:
-        db = open_database(self.path)
-        try:
-            self._loop(db)
-        finally:
-            db.conn.close()
+        while True:
+            db = self._open_or_wait()
+            if db is None:
+                return  # stopping
+            try:
+                again = self._loop(db)
+            finally:
+                db.conn.close()
+            if not again:
+                return
+            # Opened again (deleted, replaced or damaged under us): not in a tight loop
+            # should the file keep failing; what is queued meanwhile waits in the queue.
+            self._stop_event.wait(self.interval)
 
-    def _loop(self, db: sqlite_utils.Database) -> None:
-        last_report = 0.0
-        failed_in_a_row = 0  # the first failure of a run is always logged, then once a minute
+    def _pause(self, reason: str, error: str, code: str = "") -> None:
+        """Nothing can be written now: say why (once, then once a minute)."""
+        now = time.monotonic()
+        if self.paused is None:
+            self.paused_since = now
+        first = self.paused is None or self.paused != reason
+        self.paused = reason
+        self.last_error = error
+        if first or now - self._last_pause_log > 60:
+            self._last_pause_log = now
+            log.error(
+                "cannot write to %s: %s [%s]; %d rows kept in memory, retrying; live views "
+                "are not affected (check the free space and that the file is writable)",
+                self.path,
+                error,
+                code or reason,
+                len(self._pending),
+            )
+
+    def _resumed(self, attempts: int) -> None:
+        if self.paused is None:
+            return
+        log.warning(
+            "writes to %s resumed after %d failed attempts (%s for %.0f s)",
+            self.path,
+            attempts,
+            self.paused,
+            time.monotonic() - (self.paused_since or time.monotonic()),
+        )
+        self.paused = self.paused_since = None
+        self.last_error = None
+
+    def _open_or_wait(self) -> sqlite_utils.Database | None:
+        """Open the file; while it cannot be, keep taking rows (bounded, coalesced) and try
+        again with a growing pause. None: stopping."""
+        retry = OPEN_RETRY_FIRST
+        attempts = 0
+        while True:
+            try:
+                db = open_database(self.path)
+            except StoreError as exc:
+                attempts += 1
+                self._pause(exc.reason, str(exc))
+                self._opened.set()
+                if not self._gather(retry):
+                    self._lose_held("shutdown")
+                    return None
+                retry = min(retry * 2, OPEN_RETRY_MAX)
+                continue
+            st = os.stat(self.path)
+            self._ident = (st.st_dev, st.st_ino)
+            if not self._first_open_done and self.on_first_open is not None:
+                self._first_open_done = True
+                try:
+                    self.on_first_open(db)
+                except Exception:
+                    self.task_errors += 1
+                    log.exception("store: start-up repair failed")
+            self._first_open_done = True
+            self._opened.set()
+            self._resumed(attempts)
+            return db
+
+    def _gather(self, seconds: float) -> bool:
+        """Take what is queued for `seconds` (rows into the pending batch, tasks held);
+        False when asked to stop."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return True
+            if item is _STOP:
+                return False
+            self._taken += 1
+            if callable(item):
+                self._tasks.append(item)
+                if len(self._tasks) > MAX_HELD_TASKS:
+                    self._tasks.pop(0)
+                    self.tasks_dropped += 1
+                continue
+            self._take(item)  # type: ignore[arg-type]
+
+    def _replaced(self) -> bool:
+        """The path no longer names the file we write to (deleted, moved, replaced)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._ident
+
+    def _loop(self, db: sqlite_utils.Database) -> bool:
+        """Write batches until stopped (False) or until the file must be opened again:
+        deleted or replaced under us, or found damaged (True)."""
+        failed_in_a_row = 0
         stopping = False
+        next_check = time.monotonic() + IDENTITY_CHECK
         while not stopping:
             deadline = time.monotonic() + self.interval
             while True:
@@ -286,26 +432,43 @@ class StoreWriter:
                     self._tasks.append(item)
                     break  # write what came before it, then run it
                 self._take(item)  # type: ignore[arg-type]
+            if time.monotonic() >= next_check or stopping:
+                next_check = time.monotonic() + IDENTITY_CHECK
+                if self._replaced():
+                    self.db_recreated += 1
+                    log.warning(
+                        "database %s was deleted or replaced while clauditor runs: creating "
+                        "it again (%d rows kept in memory go there; rows written in the last "
+                        "%.0f s went to the old file)",
+                        self.path,
+                        len(self._pending),
+                        IDENTITY_CHECK,
+                    )
+                    if not stopping:
+                        return True
+                    self._queue.put(_STOP)  # write the rest to the new file, then stop
+                    return True
+            why = unwritable(self.path) if (self._pending or self._tasks) else None
+            if why is not None:
+                # Not even an attempt: a connection touching an unwritable -shm can SIGBUS.
+                self.write_errors += 1
+                failed_in_a_row += 1
+                self._pause(why, "the file or its folder is not writable", why)
+                if stopping:
+                    self._lose_held("shutdown")
+                continue
             if self._pending:
                 try:
                     self._write_pending(db)
                 except sqlite3.Error as exc:  # the file's fault: keep the rows, retry
                     self.write_errors += 1
                     failed_in_a_row += 1
-                    self.last_error = str(exc)
-                    now = time.monotonic()
-                    if failed_in_a_row == 1 or now - last_report > 60:
-                        last_report = now
-                        log.error(
-                            "cannot write to %s: %s [%s]; %d rows kept in memory, retrying "
-                            "every %.1f s; live views are not affected (check the free space "
-                            "and that the file is writable)",
-                            self.path,
-                            exc,
-                            getattr(exc, "sqlite_errorname", type(exc).__name__),
-                            len(self._pending),
-                            self.interval,
-                        )
+                    code = getattr(exc, "sqlite_errorname", type(exc).__name__)
+                    self._pause(fault_reason(exc), str(exc), code)
+                    if is_damaged(exc):
+                        return True  # opened again: a damaged file is moved aside
+                    if fault_reason(exc) == "disk full":
+                        self._shrink_wal(db)
                     if stopping:
                         log.error(
                             "stopping: %d rows not written to %s", len(self._pending), self.path
@@ -313,12 +476,8 @@ class StoreWriter:
                         self._lose_held("shutdown")
                         break
                     continue
-                self.last_error = None
-                if failed_in_a_row:
-                    log.warning(
-                        "writes to %s resumed after %d failed attempts", self.path, failed_in_a_row
-                    )
-                    failed_in_a_row = 0
+                self._resumed(failed_in_a_row)
+                failed_in_a_row = 0
             for fn in self._tasks:
                 try:
                     fn(db)
@@ -329,6 +488,14 @@ class StoreWriter:
             with self._flushed:
                 self._written_upto = self._taken
                 self._flushed.notify_all()
+        return False
+
+    @staticmethod
+    def _shrink_wal(db: sqlite_utils.Database) -> None:
+        """Disk full: give back what the WAL holds (copied into the database, the WAL cut
+        to nothing) so that space frees up for the rows kept in memory."""
+        with contextlib.suppress(sqlite3.Error):  # it needs space too: tried again next time
+            db.execute("pragma wal_checkpoint(TRUNCATE)")
 
     def _write_pending(self, db: sqlite_utils.Database) -> None:
         """Write the pending batch; raises only the file's errors (pending kept then)."""

@@ -252,6 +252,8 @@ class Observables:
         observe(m, n.STORE_ROWS_SANITISED, lambda: _obs(self.stats()["store"]["rows_sanitised"]))
         observe(m, n.STORE_WRITER_ALIVE, lambda: _obs(int(self.stats()["store"]["writer_alive"])))
         observe(m, n.STORE_WRITER_RESTARTS, lambda: _obs(self.stats()["store"]["writer_restarts"]))
+        observe(m, n.STORE_PAUSED, self._store_paused)
+        observe(m, n.STORE_ROWS_PENDING, lambda: _obs(self.stats()["store"]["rows_pending"]))
         observe(m, n.TRACKER_ANOMALIES, self._tracker)
         observe(m, n.DRIFT, self._drift)
         observe(m, n.TELEMETRY_SPANS, self._spans)
@@ -319,6 +321,7 @@ class Observables:
         reasons = {
             "bad_request": i["bad_requests"],
             "request_too_large": i["request_too_large"],
+            "decompression_bomb": i["decompression_bombs"],
             "undecodable_body": i["undecodable_bodies"],
             "malformed_event": i["malformed_events"],
             "unknown_event": i["unknown_events"],
@@ -336,6 +339,10 @@ class Observables:
     def _store_dropped(self) -> list[Observation]:
         reasons = self.stats()["store"]["rows_dropped_by_reason"]
         return [Observation(v, {n.LABEL_REASON: k}) for k, v in reasons.items()]
+
+    def _store_paused(self) -> list[Observation]:
+        paused = self.stats()["store"]["paused"]
+        return [Observation(1, {n.LABEL_REASON: paused})] if paused else []
 
     def _tracker(self) -> list[Observation]:
         t = self.stats()["tracker"]

@@ -446,6 +446,21 @@ STORE_WRITER_RESTARTS = _m(
     "Times the store's writer thread died and was started again.",
     "clauditor_store_writer_restarts_total",
 )
+STORE_PAUSED = _m(
+    "clauditor.store.paused",
+    "observable_gauge",
+    "1",
+    "1 while nothing can be written to the database (rows kept in memory, bounded), by "
+    "reason (disk full, read-only, ...); else no sample.",
+    "clauditor_store_paused",
+)
+STORE_ROWS_PENDING = _m(
+    "clauditor.store.rows_pending",
+    "observable_gauge",
+    "{row}",
+    "Rows waiting in the writer's memory for the next write (bounded; the rest dropped).",
+    "clauditor_store_rows_pending",
+)
 TRACKER_ANOMALIES = _m(
     "clauditor.tracker.anomalies",
     "observable_counter",
@@ -503,6 +518,8 @@ METRICS: tuple[MetricSpec, ...] = (
     STORE_ROWS_SANITISED,
     STORE_WRITER_ALIVE,
     STORE_WRITER_RESTARTS,
+    STORE_PAUSED,
+    STORE_ROWS_PENDING,
     TRACKER_ANOMALIES,
     TELEMETRY_SPANS,
 )

@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from clauditor.safetext import terminal_text
 from clauditor.watch.render import describe
 
 TMUX_MESSAGE_MS = 5000
@@ -17,8 +18,7 @@ TMUX_MESSAGE_MS = 5000
 def tmux_literal(text: str) -> str:
     """Text for `tmux display-message`, which expands formats: `#(cmd)` would run a shell
     command, so every `#` is doubled; control characters never reach the terminal."""
-    kept = "".join(ch for ch in text if ch.isprintable())
-    return kept.replace("#", "##")
+    return terminal_text(text, one_line=True).replace("#", "##")
 
 
 class Notifier:

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clauditor.broadcast.names import short_id
+from clauditor.safetext import terminal_text
 from clauditor.watch.state import SessionView, WatchState, parse_ts
 
 DOTS: dict[str, tuple[str, str]] = {
@@ -606,8 +607,10 @@ def pane_title(view: SessionView) -> str:
     """A tmux pane's title: name and model, and so when the session ended."""
     title = f"{view.name} · {short_model(view.model)}"
     if view.status == "ended":
-        return f"{title} · ended"
-    return f"{title} · needs you" if view.state == "needs_you" else title
+        title = f"{title} · ended"
+    elif view.state == "needs_you":
+        title = f"{title} · needs you"
+    return terminal_text(title, one_line=True)
 
 
 def plain_line(event: dict[str, Any]) -> str:
@@ -617,5 +620,5 @@ def plain_line(event: dict[str, Any]) -> str:
     replay = " (replay)" if event.get("replay") else ""
     if event.get("synthetic"):
         replay += " (snapshot)"  # built from live state for a late joiner
-    text = describe(event).replace("\n", " ")
-    return f"{event.get('ts') or '-'} {tag:<8} {event.get('type')!s:<14} {text}{replay}"
+    line = f"{event.get('ts') or '-'} {tag:<8} {event.get('type')!s:<14} {describe(event)}{replay}"
+    return terminal_text(line, one_line=True)  # the event came from the wire

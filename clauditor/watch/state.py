@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from clauditor.broadcast.names import display_name
+from clauditor.safetext import terminal_safe
 
 FEED_MAX = 300
 # Feed lines for one session view keep their own, longer history.
@@ -148,6 +149,9 @@ class WatchState:
 
     # -- fold ----------------------------------------------------------------------
     def apply(self, event: dict[str, Any]) -> None:
+        # Everything the dashboard, a session view or a pane title shows comes from here:
+        # text from the wire loses its escape sequences before it can reach a terminal.
+        event = terminal_safe(event)
         kind = event.get("type")
         if not isinstance(kind, str):
             return

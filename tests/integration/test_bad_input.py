@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import threading
 import uuid
+import zlib
+from pathlib import Path
 
 import httpx
 import pytest
@@ -78,4 +81,53 @@ def test_bad_input_is_recorded_and_counted(stack: Stack, fake: FakeUpstream) -> 
     # ... and the core keeps serving real traffic.
     sid = str(uuid.uuid4())
     assert _post(stack, sid, good).status_code == 200
+    assert _request_when(stack, sid, 1)[0]["error_type"] is None
+
+
+def _gzip_bomb(inflated: int) -> bytes:
+    """A gzip body of zeros that inflates to `inflated` bytes (~1/1000 of it on the wire)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"\0" * (1 << 20)
+    parts = [c.compress(block) for _ in range(inflated // len(block))]
+    return b"".join(parts) + c.flush()
+
+
+def _peak_rss_kib(pid: int) -> int:
+    """The process's high-water resident set size (VmHWM): a spike shows after it passed."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def test_gzip_bomb_request_is_capped_and_counted(stack: Stack, fake: FakeUpstream) -> None:
+    """1 MB of gzip that inflates to 1 GiB, three at once: the core stops inflating at the
+    request cap (or the ratio bound), counts each, and its peak memory hardly moves."""
+    bomb = _gzip_bomb(1 << 30)
+    assert len(bomb) < 1_100_000
+    pid = stack.core_pid()
+    before = _peak_rss_kib(pid)
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    threads = [
+        threading.Thread(target=_post, args=(stack, sid, bomb, {"content-encoding": "gzip"}))
+        for sid in ids
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for sid in ids:
+        _request_when(stack, sid, 1)  # tracked and closed (the fake answers 400 to gzip)
+    growth_mib = (_peak_rss_kib(pid) - before) / 1024
+    stats = stack.get("/api/stats").json()["interpreter"]
+    print(f"\ngzip bomb x3: core peak RSS +{growth_mib:.0f} MiB; interpreter {stats}")
+    assert stats["decompression_bombs"] == 3
+    assert growth_mib < 100
+    metrics = stack.get("/metrics").text
+    assert 'clauditor_interpreter_bad_input_total{clauditor_reason="decompression_bomb"} 3' in (
+        metrics
+    )
+    # The core is still fine: a plain request right after is tracked.
+    sid = str(uuid.uuid4())
+    assert _post(stack, sid, body_bytes(fixture_posts("a_plain_text")[0])).status_code == 200
     assert _request_when(stack, sid, 1)[0]["error_type"] is None

@@ -346,6 +346,8 @@ def test_black_holed_otlp_drops_counted_memory_bounded(
             assert stack.envoy_stat("http.clauditor.ext_proc.streams_failed") == 0
             stats = stack.get("/api/stats").json()["telemetry"]
             metrics = stack.get("/metrics").text
+            # Spans of the last phase may still be dropped between the two reads.
+            stats_after = stack.get("/api/stats").json()["telemetry"]
         finally:
             for s in sessions:
                 loop.run_until_complete(s.aclose())
@@ -359,7 +361,7 @@ def test_black_holed_otlp_drops_counted_memory_bounded(
         line for line in metrics.splitlines()
         if line.startswith("clauditor_telemetry_spans_total") and 'state="dropped"' in line
     )  # fmt: skip
-    assert float(dropped_line.rsplit(" ", 1)[1]) == stats["dropped"]
+    assert stats["dropped"] <= float(dropped_line.rsplit(" ", 1)[1]) <= stats_after["dropped"]
     assert "spans dropped (export queue full)" in _log(stack)
     rss = [r for r, _, _ in samples]
     print(
@@ -488,6 +490,7 @@ def test_disk_full_at_run_time(
         new, stats = _during_fault(loop, stack, existing)
         expected = "database or disk is full" if how == "tmpfs" else "disk I/O error"
         assert stats["store"]["last_error"] == expected
+        assert stats["store"]["paused"] == ("disk full" if how == "tmpfs" else "I/O error")
         line = wait_until(
             lambda: next((x for x in stack.log if f"cannot write to {stack.db}" in x), None),
             timeout=10,
@@ -535,12 +538,14 @@ def test_read_only_at_run_time(
         assert _chattr("+i", *frozen)
         try:
             new, stats = _during_fault(loop, stack, existing)
-            assert stats["store"]["last_error"] == "disk I/O error"
+            # Seen before SQLite is asked (a connection on an unwritable -shm can SIGBUS).
+            assert stats["store"]["last_error"] == "the file or its folder is not writable"
+            assert stats["store"]["paused"] == "read-only"
             line = wait_until(
                 lambda: next((x for x in stack.log if f"cannot write to {stack.db}" in x), None),
                 timeout=10,
             )
-            assert "ERROR" in line and "SQLITE_IOERR" in line and "writable" in line
+            assert "ERROR" in line and "[read-only]" in line and "writable" in line
         finally:
             _chattr("-i", *frozen)
         wait_until(lambda: f"writes to {stack.db} resumed" in _log(stack), timeout=10)

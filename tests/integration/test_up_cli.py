@@ -11,7 +11,7 @@ import pytest
 
 from clauditor.netaddr import HostPort, free_port, port_in_use
 from clauditor.testing.fake_upstream import FakeUpstream
-from tests.helpers import wait_until
+from tests.helpers import fixture_posts, wait_until
 from tests.integration.stack import start_stack
 
 pytestmark = pytest.mark.integration
@@ -55,9 +55,22 @@ def test_missing_envoy_is_a_clear_error(tmp_path: Path) -> None:
     _one_line_error(done, "Envoy binary not found")
 
 
-def test_unwritable_db_is_a_clear_error(tmp_path: Path) -> None:
-    done = _run("up", *_ports(), "--db", "/proc/clauditor/clauditor.db")
-    _one_line_error(done, "cannot use database /proc/clauditor/clauditor.db")
+def test_unwritable_db_path_still_routes(tmp_path: Path) -> None:
+    """A database path nothing can be created at: Envoy routes all the same, the core
+    serves live views, and the store says why it is paused (it keeps trying)."""
+    with FakeUpstream().running_in_thread() as fake:
+        stack = start_stack(fake.url, tmp_path, "--db", "/proc/clauditor/clauditor.db")
+        try:
+            record = fixture_posts("a_plain_text")[0]
+            assert stack.post_record(record).status_code == 200
+            store = stack.get("/api/stats").json()["store"]
+            assert store["state"] == "paused" and store["paused"]
+            assert "/proc/clauditor/clauditor.db" in store["last_error"]
+            assert stack.get("/api/sessions").status_code == 200
+        finally:
+            assert stack.stop() == 0
+    errors = [line for line in stack.log if "cannot write to /proc/clauditor" in line]
+    assert len(errors) == 1, "\n".join(stack.log)
 
 
 def test_bad_upstream_is_a_clear_error(tmp_path: Path) -> None:

@@ -94,3 +94,56 @@ def test_decompression_bomb_is_cut() -> None:
     out = decode_in_chunks(dec, bomb, 65536)
     assert dec.failed is True
     assert len(out) <= 100_001
+
+
+def _zeros_gzip(inflated: int) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"\0" * (1 << 20)
+    return b"".join(c.compress(block) for _ in range(inflated // len(block))) + c.flush()
+
+
+@pytest.mark.parametrize("size", [1 << 20, 64 * 1024, 1500])
+def test_gzip_bomb_stops_early_in_bounded_memory(size: int) -> None:
+    """1 MB that inflates to 1 GiB: stopped by the ratio bound a few MB in, whatever the
+    chunking, and never one allocation the size of the whole output."""
+    import tracemalloc
+
+    bomb = _zeros_gzip(1 << 30)
+    dec = BodyDecoder("gzip")
+    tracemalloc.start()
+    try:
+        total = 0
+        for i in range(0, len(bomb), size):
+            total += len(dec.feed(bomb[i : i + size]))
+            if dec.failed:
+                break
+        total += len(dec.flush())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (dec.failed, dec.too_large) == (True, True)
+    assert total < 8 << 20
+    assert peak < 32 << 20
+    assert dec.feed(b"more") == b""
+
+
+def test_absolute_cap_without_a_high_ratio() -> None:
+    """Random-ish data compresses little: the ratio bound never trips, the cap does."""
+    import random
+
+    rng = random.Random(7)
+    data = bytes(rng.getrandbits(8) for _ in range(1 << 16)) * 40  # 2.5 MiB, ratio ~40
+    dec = BodyDecoder("gzip", max_output_bytes=1 << 20)
+    out = decode_in_chunks(dec, gzip.compress(data), 4096)
+    assert (dec.failed, dec.too_large) == (True, True)
+    assert len(out) <= 1 << 20
+
+
+def test_compressible_json_under_the_bounds_decodes() -> None:
+    """A real body can compress well (repeated tool output): below the floor it is kept."""
+    data = b'{"type": "text", "text": "the same line of a log file"}, ' * 60_000  # 3.4 MB
+    encoded = gzip.compress(data)
+    assert len(data) / len(encoded) > 250  # above the ratio, below the floor
+    dec = BodyDecoder("gzip")
+    assert decode_in_chunks(dec, encoded, 16384) == data
+    assert (dec.failed, dec.too_large) == (False, False)

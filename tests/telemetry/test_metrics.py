@@ -182,6 +182,9 @@ def test_core_health_counters(rig: Rig) -> None:
     assert value(rig, n.WIRE_STREAMS, clauditor__state="failed") == 1
     assert value(rig, n.WIRE_ERRORS, error__type="reset") == 1
     assert value(rig, n.INTERPRETER_BAD_INPUT, clauditor__reason="bad_request") == 1
+    assert value(rig, n.INTERPRETER_BAD_INPUT, clauditor__reason="decompression_bomb") == 0
+    assert value(rig, n.STORE_PAUSED, clauditor__reason="disk full") == 1
+    assert value(rig, n.STORE_ROWS_PENDING) == 3
     assert value(rig, n.INTERPRETER_BAD_INPUT, clauditor__reason="malformed_event") == 2
     assert value(rig, n.INTERPRETER_EXCHANGES, clauditor__state="ignored") == 1
     assert (

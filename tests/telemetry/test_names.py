@@ -219,6 +219,13 @@ PINNED_METRICS = [
         "{restart}",
         "clauditor_store_writer_restarts_total",
     ),
+    ("clauditor.store.paused", "observable_gauge", "1", "clauditor_store_paused"),
+    (
+        "clauditor.store.rows_pending",
+        "observable_gauge",
+        "{row}",
+        "clauditor_store_rows_pending",
+    ),
     (
         "clauditor.tracker.anomalies",
         "observable_counter",
@@ -318,6 +325,7 @@ STATS = {
         "ignored": 1,
         "bad_requests": 1,
         "request_too_large": 0,
+        "decompression_bombs": 0,
         "undecodable_bodies": 0,
         "malformed_events": 2,
         "unknown_events": 0,
@@ -339,5 +347,7 @@ STATS = {
         "rows_sanitised": 1,
         "writer_alive": True,
         "writer_restarts": 0,
+        "paused": "disk full",
+        "rows_pending": 3,
     },
 }

@@ -323,4 +323,4 @@ def test_notify_rings_on_a_live_alert_and_escapes_tmux_formats() -> None:
     assert bell.getvalue() == "\a"
     ((*argv, message),) = ran
     assert argv == ["tmux", "display-message", "-d", "5000"]
-    assert message == "clauditor: needs_you: ##(rm -rf ~) waits for you[2J"
+    assert message == "clauditor: needs_you: ##(rm -rf ~) waits for you"
