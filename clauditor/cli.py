@@ -388,7 +388,9 @@ def up(
 @click.option("--sessions", default=3, type=click.IntRange(1, 64), help="Concurrent sessions.")
 @click.option("--turns", default=3, type=click.IntRange(1, 50), help="Turns per session.")
 @click.option(
-    "--once", is_flag=True, help="Stop after the scripted sessions instead of staying up."
+    "--once",
+    is_flag=True,
+    help="Stop after the scripted sessions, instead of keeping live sessions going until Ctrl-C.",
 )
 @_log_option
 def demo(
@@ -419,10 +421,17 @@ def demo(
         admin=envoy_admin,
         upstream=Upstream.parse("http://127.0.0.1:1"),  # replaced by the fake's address
         db=db or Path(tmp.name) / "demo.db",
-        serve_args=("--log-level", log_level),
+        # The demo's own session registry (never your ~/.claude): a permission wait shows.
+        serve_args=("--log-level", log_level, "--claude-dir", str(Path(tmp.name) / "claude")),
     )
     try:
-        code = run_demo(config, sessions=sessions, turns=turns, once=once)
+        code = run_demo(
+            config,
+            sessions=sessions,
+            turns=turns,
+            once=once,
+            claude_dir=Path(tmp.name) / "claude",
+        )
     except UpError as exc:
         _fail(str(exc))
     finally:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from clauditor.netaddr import HostPort, free_port, port_in_use
@@ -172,3 +174,39 @@ def test_core_nice_zero_leaves_the_priority_alone(tmp_path: Path) -> None:
             assert os.getpriority(os.PRIO_PROCESS, core) == os.getpriority(os.PRIO_PROCESS, 0)
         finally:
             assert stack.stop() == 0
+
+
+def test_demo_keeps_live_sessions_going_until_ctrl_c() -> None:
+    ports = _ports()
+    api = f"http://{ports[ports.index('--api') + 1]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clauditor", "demo", "--sessions", "1", "--turns", "1", *ports],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: set[str] = set()
+
+    def sessions() -> list[dict]:
+        try:
+            return httpx.get(f"{api}/api/sessions", timeout=5, trust_env=False).json()["sessions"]
+        except httpx.HTTPError:
+            return []
+
+    def live_with_a_wait() -> bool:
+        rows = [s for s in sessions() if s["project"]]
+        seen.update(s["state"] for s in rows)
+        return {s["project"] for s in rows} == {"shop-api", "docs-site", "infra"} and (
+            "needs_you" in seen
+        )
+
+    try:
+        wait_until(live_with_a_wait, timeout=60, interval=0.5)
+        rows = [s for s in sessions() if s["project"]]
+        # Prompts read as a person typed them: the fake's directives stay out of view.
+        assert all("[[fake:" not in (s["first_prompt"] or "") for s in rows)
+        assert any(s["tool_calls"] for s in rows)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    assert code == 0, proc.stderr.read()[-2000:] if proc.stderr else ""
