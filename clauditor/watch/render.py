@@ -170,19 +170,21 @@ def ago(seconds: float) -> str:
     return f"{s // 86400}d"
 
 
-def state_text(view: SessionView, now: float) -> Text | None:
+def state_text(view: SessionView, now: float, compact: bool = False) -> Text | None:
     """What a waiting session waits for, and for how long ("needs you: permission prompt
-    · 3m", "your turn · 12m"); None while it works (the last tool says more then)."""
+    · 3m", "your turn · 12m"; compact: "needs you · 3m"); None while it works (the last
+    tool says more then)."""
     since = f" · {ago(now - view.state_since)}" if view.state_since is not None else ""
     if view.state == "needs_you":
-        return Text(f"needs you: {view.waiting_for or 'input'}{since}", style="bold red")
+        what = "" if compact else f": {view.waiting_for or 'input'}"
+        return Text(f"needs you{what}{since}", style="bold red")
     if view.state == "your_turn" and view.status == "active":
         return Text(f"your turn{since}", style="bright_blue")
     return None
 
 
-def tool_text(view: SessionView, now: float | None = None) -> Text:
-    waiting = state_text(view, now) if now is not None else None
+def tool_text(view: SessionView, now: float | None = None, compact: bool = False) -> Text:
+    waiting = state_text(view, now, compact) if now is not None else None
     if waiting is not None:
         return waiting
     if not view.last_tool:
@@ -453,8 +455,13 @@ def sessions_table(
     )
     bar = 5 if narrow else 10
     table.add_column("", width=1, no_wrap=True)
-    table.add_column("session", ratio=4, min_width=8, no_wrap=True, overflow="ellipsis")
-    if width >= 70:
+    # Narrow: the name takes more of the room (what a row is about matters most).
+    table.add_column(
+        "session", ratio=6 if narrow else 4, min_width=8, no_wrap=True, overflow="ellipsis"
+    )
+    # Columns drop by priority as the terminal narrows: the model first, under 100.
+    with_model = not narrow
+    if with_model:
         table.add_column("model", ratio=2, max_width=18, no_wrap=True, overflow="ellipsis")
     table.add_column("turn", justify="right", width=4, no_wrap=True)
     table.add_column("last tool", ratio=4, min_width=6, no_wrap=True, overflow="ellipsis")
@@ -476,11 +483,11 @@ def sessions_table(
         if view.project:
             name = Text.assemble((f"{view.project} ", "grey62"), name)
         cells: list[RenderableType] = [dot(view), name]
-        if width >= 70:
+        if with_model:
             cells.append(short_model(view.model))
         cells += [
             str(view.turn),
-            tool_text(view, now),
+            tool_text(view, now, compact=narrow),
             fill_bar(view.context_fill, bar),
             cache_countdown(view.cache_expires_at, now, view.cache_status),
             cost_text(view),

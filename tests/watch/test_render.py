@@ -324,3 +324,37 @@ def test_notify_rings_on_a_live_alert_and_escapes_tmux_formats() -> None:
     ((*argv, message),) = ran
     assert argv == ["tmux", "display-message", "-d", "5000"]
     assert message == "clauditor: needs_you: ##(rm -rf ~) waits for you"
+
+
+def waiting_states() -> WatchState:
+    state = two_sessions()
+    state.apply(ev("state_changed", A, 4, state="needs_you", previous="tool",
+                   source="claude_code", waiting_for="permission prompt",
+                   project="api"))  # fmt: skip
+    state.apply(ev("state_changed", B, 7, state="your_turn", previous="working",
+                   source="wire", project="docs"))  # fmt: skip
+    reason = "api: fix the auth middleware waits for you: permission prompt"
+    state.apply(ev("alert", A, 8, kind="needs_you", reason=reason))
+    return state
+
+
+def test_the_dashboard_reads_at_80_by_24() -> None:
+    out = text(
+        render_dashboard(waiting_states(), T0 + 184, height=24, url=URL, tz=UTC, width=80), 80
+    )
+    lines = out.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    assert lines[1] == "⚠ api: fix the auth middleware waits for you: permission prompt"
+    # No model column at this width: name, what it waits for and since when stay whole.
+    assert "opus" not in lines[4] and lines[4].startswith("▲ api fix the auth middleware")
+    assert "needs you · 3m" in lines[4]
+    assert "your turn · 2m" in lines[6] and lines[6].startswith("◇ docs write release notes")
+
+
+def test_the_dashboard_at_200_by_50_shows_everything() -> None:
+    out = text(
+        render_dashboard(waiting_states(), T0 + 184, height=50, url=URL, tz=UTC, width=200), 200
+    )
+    row = next(line for line in out.splitlines() if line.startswith("▲"))
+    assert "opus-4-8" in row and "needs you: permission prompt · 3m" in row
+    assert len(out.splitlines()) <= 50
