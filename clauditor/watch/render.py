@@ -611,8 +611,9 @@ def render_session(
 
 
 def pane_title(view: SessionView) -> str:
-    """A tmux pane's title: name and model, and so when the session ended."""
-    title = f"{view.name} · {short_model(view.model)}"
+    """A tmux pane's title: name, model and short id (two sessions may share a name, never
+    a title), and so when the session needs you or ended."""
+    title = f"{view.name} · {short_model(view.model)} · {short_id(view.session_id)}"
     if view.status == "ended":
         title = f"{title} · ended"
     elif view.state == "needs_you":

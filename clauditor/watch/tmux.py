@@ -27,6 +27,11 @@ from clauditor.watch.state import WatchState
 
 PANE_CAP = 8
 TILED_ABOVE = 4  # up to this many session panes: overview on top, sessions below
+# A session pane smaller than this is unreadable: past what fits, sessions are listed in the
+# overview instead (an 80x24 window holds 2).
+MIN_PANE_COLS = 40
+MIN_PANE_ROWS = 8
+OVERVIEW_MIN_ROWS = 10
 
 
 class TmuxError(RuntimeError):
@@ -108,13 +113,27 @@ class PaneManager:
             self.tmux("set-option", "-w", "-t", self.window, option, value, check=False)
         self.tmux("select-pane", "-t", self.overview, "-T", "clauditor · overview", check=False)
 
+    def fits(self) -> int:
+        """How many session panes the window holds readably (each at least MIN_PANE_COLS x
+        MIN_PANE_ROWS beside the overview); the rest are listed in the overview."""
+        size = self.tmux(
+            "display-message", "-p", "-t", self.window, "#{window_width} #{window_height}",
+            check=False,
+        ).split()  # fmt: skip
+        if len(size) != 2 or not all(x.isdigit() for x in size):
+            return self.cap
+        width, height = int(size[0]), int(size[1])
+        rows = max(0, height - OVERVIEW_MIN_ROWS) // MIN_PANE_ROWS
+        return max(1, min(self.cap, (width // MIN_PANE_COLS) * rows))
+
     def sync(self, state: WatchState) -> None:
-        """Open a pane for each live session without one, while under the cap."""
+        """Open a pane for each live session without one, while they fit."""
+        cap = self.fits()
         for view in state.ordered():
             sid = view.session_id
             if view.status == "ended" or sid in self.panes or sid in self.closed_by_hand:
                 continue
-            if len(self.panes) >= self.cap and not self._free_an_ended_pane(state):
+            if len(self.panes) >= cap and not self._free_an_ended_pane(state):
                 continue
             self._open(sid, pane_title(view))
         live = [v for v in state.ordered() if v.status != "ended"]

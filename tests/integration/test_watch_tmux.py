@@ -95,8 +95,8 @@ def test_one_pane_per_session_with_titles_and_tool_calls(stack: Stack, tmux: Tmu
 
     drive(stack)
     titles = {
-        A: "list the temp dir · opus-4-8",
-        B: "read the entry point · opus-4-8",
+        A: f"list the temp dir · opus-4-8 · {A[:8]}",
+        B: f"read the entry point · opus-4-8 · {B[:8]}",
     }
     panes = wait_until(
         lambda: (p := tmux.panes()) and set(titles.values()) <= set(p.values()) and p,

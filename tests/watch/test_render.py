@@ -147,8 +147,8 @@ def test_ended_session() -> None:
     assert lines[5].startswith("■ write release notes      sonnet-4-5      1 Read CHANGELOG.md")
     assert lines[5].endswith("$0.06")
     assert "08:00:09 write release note ended · 1 turns · $0.06" in out
-    assert pane_title(state.sessions[B]) == "write release notes · sonnet-4-5 · ended"
-    assert pane_title(state.sessions[A]) == "fix the auth middleware · opus-4-8"
+    assert pane_title(state.sessions[B]) == "write release notes · sonnet-4-5 · bbbbbbbb · ended"
+    assert pane_title(state.sessions[A]) == "fix the auth middleware · opus-4-8 · aaaaaaaa"
 
 
 def test_ended_sessions_sort_last_and_idle_is_marked() -> None:
@@ -283,7 +283,9 @@ def test_sessions_group_by_state_with_what_they_wait_for() -> None:
     assert rows[2] == "  Your turn"
     assert rows[3].startswith("◇ docs write release notes")
     assert "your turn · 2m" in rows[3]
-    assert pane_title(state.sessions[A]) == "fix the auth middleware · opus-4-8 · needs you"
+    assert (
+        pane_title(state.sessions[A]) == "fix the auth middleware · opus-4-8 · aaaaaaaa · needs you"
+    )
     assert plain_line(ev("state_changed", A, 4, state="needs_you",
                          waiting_for="permission prompt")).endswith(
         "state_changed  needs you: permission prompt"

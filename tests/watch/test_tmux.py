@@ -63,8 +63,8 @@ def test_one_pane_per_live_session_up_to_the_cap() -> None:
     m.sync(state)
     assert sorted(tmux.panes.values()) == [
         "clauditor · overview",
-        "one · opus-4-8",
-        "two · opus-4-8",
+        "one · opus-4-8 · s1",
+        "two · opus-4-8 · s2",
     ]
     assert m.overflow == ["three"]
     pane = m.panes["s1"]
@@ -106,4 +106,27 @@ def test_pane_marks_itself_ended() -> None:
     state.apply(ev("session_end", "s1", 5))
     title(state)
     sets = [c for c in tmux.calls if c[0] == "select-pane"]
-    assert [c[-1] for c in sets] == ["one · opus-4-8", "one · opus-4-8 · ended"]
+    assert [c[-1] for c in sets] == ["one · opus-4-8 · s1", "one · opus-4-8 · s1 · ended"]
+
+
+class SizedTmux(FakeTmux):
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__()
+        self.size = f"{width} {height}"
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        if args[0] == "display-message" and args[-1] == "#{window_width} #{window_height}":
+            return self.size
+        return super().__call__(*args, check=check)
+
+
+def test_only_the_panes_that_fit_open_and_two_sessions_never_share_a_title() -> None:
+    small = SizedTmux(80, 24)
+    m = manager(small, cap=8)
+    assert m.fits() == 2  # 80x24: two readable panes beside the overview
+    names = [(f"s{i}", "same prompt") for i in range(5)]
+    m.sync(state_with(*names))
+    assert len(m.panes) == 2 and m.overflow == ["same prompt"] * 3
+    titles = [t for p, t in small.panes.items() if p != "%0"]
+    assert len(set(titles)) == len(titles) == 2
+    assert manager(SizedTmux(220, 50), cap=8).fits() == 8
