@@ -95,7 +95,17 @@ def test_plain_http_upstream_has_no_tls() -> None:
     assert route["host_rewrite_literal"] == "127.0.0.1:8080"
 
 
-@pytest.mark.parametrize("bad", ["ftp://x", "api.anthropic.com", "https://a.com/v1"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "ftp://x",
+        "api.anthropic.com",
+        "https://a.com/v1",
+        "http://host:notaport",
+        "http://host:99999",
+        "http://host:0",
+    ],
+)
 def test_bad_upstreams_are_rejected(bad: str) -> None:
     with pytest.raises(UpstreamError):
         Upstream.parse(bad)

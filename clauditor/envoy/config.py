@@ -67,7 +67,15 @@ class Upstream:
             )
         if parts.path not in ("", "/"):
             raise UpstreamError(f"upstream must not have a path, got {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            given = parts.port  # urllib raises on a port that is not a number in range
+        except ValueError:
+            raise UpstreamError(
+                f"upstream port must be a number from 1 to 65535, got {url!r}"
+            ) from None
+        if given == 0:
+            raise UpstreamError(f"upstream port must be a number from 1 to 65535, got {url!r}")
+        port = given or (443 if parts.scheme == "https" else 80)
         return cls(parts.scheme, parts.hostname, port)
 
     @property

@@ -78,6 +78,9 @@ def test_unwritable_db_path_still_routes(tmp_path: Path) -> None:
 def test_bad_upstream_is_a_clear_error(tmp_path: Path) -> None:
     done = _run("up", *_ports(), "--db", str(tmp_path / "c.db"), "--upstream", "ftp://x")
     _one_line_error(done, "upstream must be")
+    for bad in ("http://host:notaport", "http://host:99999"):
+        done = _run("up", *_ports(), "--db", str(tmp_path / "c.db"), "--upstream", bad)
+        _one_line_error(done, "upstream port must be a number from 1 to 65535")
 
 
 def test_serve_port_in_use(tmp_path: Path) -> None:
