@@ -182,7 +182,26 @@ def tool_failure_streak(s: SessionRows) -> Finding | None:
     )
 
 
+def upstream_unreachable(s: SessionRows) -> Finding | None:
+    failed = [r for r in s.requests if r.get("error_type") == "upstream_unreachable"]
+    if not failed:
+        return None
+    return Finding(
+        "upstream_unreachable",
+        "critical",
+        f"clauditor cannot reach its upstream: {len(failed)} request(s) got Envoy's own 503 "
+        '("upstream connect error"); Anthropic never saw them.',
+        {"turns": _turns_of(failed), "requests": len(failed)},
+        [
+            "Check `clauditor up --upstream` (default https://api.anthropic.com) and this "
+            "machine's network or proxy settings.",
+        ],
+    )
+
+
 def retry_storm(s: SessionRows) -> Finding | None:
+    if upstream_unreachable(s) is not None:
+        return None  # the retries are Claude Code's reconnects, not Anthropic's overload
     retries = [r for r in s.requests if r.get("retry")]
     overloaded = [r for r in s.requests if r.get("status") in (429, 529)]
     errors = [r for r in s.requests if r.get("error_type")]
@@ -259,6 +278,7 @@ RULES: list[Callable[[SessionRows], Finding | None]] = [
     compaction_happened,
     model_fallback,
     tool_failure_streak,
+    upstream_unreachable,
     retry_storm,
     slow_turns,
     runaway_cost,

@@ -8,6 +8,10 @@ from clauditor.parsing.encoding import BodyDecoder
 from clauditor.parsing.fold import FoldSignal, MessageResult, StreamFold, fold_message_json
 from clauditor.parsing.sse import SSEDecoder
 
+# The plain-text bodies of the local replies Envoy sends when it cannot reach the upstream.
+PROXY_CANNOT_CONNECT = (b"upstream connect error", b"no healthy upstream")
+UPSTREAM_UNREACHABLE = "upstream_unreachable"
+
 
 def _is_2xx(status: int | None) -> bool:
     # An unknown status is judged by the body alone, like a 200.
@@ -116,6 +120,10 @@ class ResponseParser:
             r.malformed_events += events.malformed
             return r
         r = MessageResult()
+        if self.status == 503 and body.lstrip().startswith(PROXY_CANNOT_CONNECT):
+            # Envoy's own answer: it could not reach the upstream at all (not Anthropic's).
+            r.error_type = UPSTREAM_UNREACHABLE
+            return r
         if body or self.dropped_bytes:
             r.malformed_events += 1
         if _is_2xx(self.status):

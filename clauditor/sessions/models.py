@@ -147,6 +147,14 @@ class ToolCall:
         }
 
 
+_OUTCOMES = {
+    "truncated": "truncated",
+    "aborted": "client_cancelled",
+    "upstream_unreachable": "upstream_unreachable",
+    "unobserved": "unobserved",
+}
+
+
 def subagent_api(c: ToolCall) -> dict[str, Any]:
     """One Agent call's run, as a turn lists it."""
     return {
@@ -370,6 +378,7 @@ class RequestRecord:
     error_type: str | None = None
     upstream: str | None = None
     agent_id: str | None = None  # subagent requests: x-claude-code-agent-id
+    recovered: bool = False  # it failed, then Claude Code's resend of it succeeded
     message_id: str | None = None
     # Subagent requests: the Agent tool call that launched this run.
     parent_tool_use_id: str | None = None
@@ -378,6 +387,20 @@ class RequestRecord:
     span_id: str | None = None
     # Exchange ids restart with the core; this one is unique across restarts.
     uid: str = field(default_factory=lambda: uuid4().hex)
+
+    @property
+    def outcome(self) -> str:
+        """How its stream ended: complete, recovered (failed, then its resend succeeded),
+        error, truncated (no message_stop), client_cancelled (the client went away before
+        an answer), upstream_unreachable (Envoy could not connect), unobserved."""
+        if self.ended_at is None:
+            return "in_flight"
+        e = self.error_type
+        if e is None:
+            return "complete"
+        if self.recovered:
+            return "recovered"
+        return _OUTCOMES.get(e, "error")
 
     @property
     def reported_tokens(self) -> TokenCounts:
@@ -421,6 +444,7 @@ class RequestRecord:
             **self.aborted_tokens.as_api("aborted_"),
             "tool_uses": [{"id": i, "name": n} for i, n in self.tool_uses],
             "error_type": self.error_type,
+            "outcome": self.outcome,
             "trace_id": self.trace_id,
             "parent_tool_use_id": self.parent_tool_use_id,
             "agent_id": self.agent_id,

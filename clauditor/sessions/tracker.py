@@ -29,6 +29,7 @@ from clauditor.domain.events import (
 )
 from clauditor.parsing.fold import MessageResult
 from clauditor.parsing.request import ParsedRequest, task_key
+from clauditor.parsing.response import UPSTREAM_UNREACHABLE
 from clauditor.parsing.text import summarize_text, tool_input_summary
 from clauditor.sessions.models import (
     Compaction,
@@ -92,6 +93,7 @@ class TrackerListener:
     def tool_use(self, session: Session, call: ToolCall) -> None: ...
     def tool_result(self, session: Session, call: ToolCall) -> None: ...
     def compacted(self, session: Session, compaction: Compaction) -> None: ...
+    def request_recovered(self, session: Session, request: RequestRecord) -> None: ...
     def status_changed(self, session: Session, previous: str) -> None: ...
     def state_changed(self, session: Session, previous: str) -> None: ...
 
@@ -661,6 +663,19 @@ class SessionTracker:
         call.agent_id = agent_id
         _remember(session.agents, agent_id, call.tool_use_id, AGENTS_KEPT)
 
+    def _recovered(self, session: Session, record: RequestRecord) -> None:
+        """A resend succeeded: the failed attempts of the same request were recovered."""
+        for earlier in self._recent.get(session.session_id, ()):
+            if (
+                earlier is not record
+                and earlier.fingerprint == record.fingerprint
+                and earlier.error_type is not None
+                and not earlier.recovered
+                and earlier.ended_at is not None
+            ):
+                earlier.recovered = True
+                self._notify("request_recovered", session, earlier)
+
     def _roll_up(self, session: Session, record: RequestRecord) -> None:
         """A subagent request's tokens and cost, under the Agent call that launched it."""
         call = self._agent_call(session, record.parent_tool_use_id)
@@ -792,8 +807,13 @@ class SessionTracker:
         record.model_responded = result.model
         record.message_id = result.message_id
         record.stop_reason = result.stop_reason
-        # A request we could not parse is the root cause of whatever the upstream said.
-        record.error_type = record.error_type or event.error_type
+        # A request we could not parse is the root cause of whatever the upstream said,
+        # unless nothing reached the upstream (Envoy answered for it before it had the
+        # whole body).
+        if event.error_type == UPSTREAM_UNREACHABLE:
+            record.error_type = event.error_type
+        else:
+            record.error_type = record.error_type or event.error_type
         reported = tokens_of(result)
         if self.signals.drift.implausible(
             session, result.model or record.model_requested, reported
@@ -821,6 +841,8 @@ class SessionTracker:
         if turn is not None:
             turn.tokens.add(record.tokens)
         self._signal("exchange_finished", session, record, turn, result)
+        if record.retry and record.error_type is None:
+            self._recovered(session, record)
         if record.parent_tool_use_id is not None:
             self._roll_up(session, record)
         if record.error_type is not None:

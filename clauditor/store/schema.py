@@ -209,6 +209,7 @@ def _v4_claude_code_2_1_332(db: sqlite_utils.Database) -> None:
     turns.add_column("trigger", str)
     turns.add_column("unpriced_requests", int)
     requests.add_column("aborted_cost_usd", float)
+    requests.add_column("outcome", str)  # complete, recovered, error, truncated...
     requests.add_column("agent_id", str)
     tools.add_column("agent_id", str)
     tools.add_column("background", int)

@@ -45,8 +45,9 @@ def close_unobserved(db: sqlite_utils.Database) -> dict[str, int]:
     ended: that session is adopted, and its next request may continue the turn."""
     with db.conn:
         requests = db.execute(
-            "update requests set error_type = ? where ended_at is null and error_type is null",
-            [UNOBSERVED],
+            "update requests set error_type = ?, outcome = ?"
+            " where ended_at is null and error_type is null",
+            [UNOBSERVED, UNOBSERVED],
         ).rowcount
         turns = db.execute(
             """update turns set outcome = ? where outcome = 'in_progress' and not (
@@ -181,6 +182,9 @@ class Store(TrackerListener):
             call = session.pending_tools.get(tool_use_id)
             if call is not None:
                 self.writer.put("tool_calls", rows.tool_call_row(call))
+
+    def request_recovered(self, session: Session, request: RequestRecord) -> None:
+        self.writer.put("requests", rows.request_row(request))
 
     def compacted(self, session: Session, compaction: Compaction) -> None:
         self.writer.put(

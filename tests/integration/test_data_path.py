@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from clauditor.parsing.fold import fold_message_json
 from clauditor.parsing.response import ResponseParser
 from clauditor.testing.client import SyntheticSession
 from clauditor.testing.fake_upstream import FakeUpstream
-from tests.helpers import wait_until
+from tests.helpers import fixture_posts, wait_until
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -141,3 +142,26 @@ def test_history_survives_a_restart(fake: FakeUpstream, tmp_path) -> None:  # ty
         assert detail["tool_calls"][0]["name"] == "Bash"
     finally:
         assert second.stop() == 0
+
+
+def test_an_unreachable_upstream_is_diagnosed_as_such_not_as_overload(tmp_path: Path) -> None:
+    from clauditor.netaddr import free_port
+    from tests.integration.stack import start_stack
+
+    closed = free_port()  # nothing listens there: Envoy answers its own 503
+    stack = start_stack(f"http://127.0.0.1:{closed}", tmp_path)
+    try:
+        record = fixture_posts("a_plain_text")[0]
+        sid = "0dead000-0000-4000-8000-000000000503"
+        for _ in range(3):  # Claude Code retries what it cannot reach
+            response = stack.post_record(record, session_id=sid)
+            assert response.status_code == 503
+            assert response.text.startswith("upstream connect error")
+        session = stack.session_when(sid, requests=3, in_flight=0)
+        assert session["errors_by_type"] == {"upstream_unreachable": 3}
+        detail = stack.session(sid)
+        assert {r["outcome"] for r in detail["requests"]} == {"upstream_unreachable"}
+        codes = [f["code"] for f in stack.get(f"/api/diagnosis/{sid}").json()["findings"]]
+        assert "upstream_unreachable" in codes and "retry_storm" not in codes
+    finally:
+        assert stack.stop() == 0

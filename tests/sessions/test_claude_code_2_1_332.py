@@ -438,3 +438,12 @@ def test_a_task_notification_overtaking_the_turns_last_response_is_a_turn_of_its
         ("prompt", "completed"),
         ("task_notification", "in_progress"),
     ]
+
+
+def test_each_request_says_how_its_stream_ended() -> None:
+    # n_sse_error: the first attempt died of an SSE error, Claude Code's resend succeeded.
+    run = Run()
+    run.play(records("n_sse_error"))
+    first, resend = run.tracker.recent_requests(run.session.session_id)
+    assert (first.outcome, resend.outcome) == ("recovered", "complete")
+    assert first.as_api()["outcome"] == "recovered" and first.error_type == "overloaded_error"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-_AS_IS = frozenset({"truncated", "aborted", "invalid_response_body"})
+# Labels kept as they are: not an HTTP status of Anthropic's (upstream_unreachable is
+# Envoy's own 503 when it cannot connect: a setup problem, never Anthropic's overload).
+_AS_IS = frozenset(
+    {"truncated", "aborted", "invalid_response_body", "upstream_unreachable", "unobserved"}
+)
 
 
 def error_category(status: int | None, error_type: str | None) -> str | None:
