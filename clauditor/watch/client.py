@@ -79,6 +79,7 @@ class WatchClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.session_id = session_id
+        self.detail: dict[str, Any] | None = None  # the session's, once resolve() ran
         self.backoff = backoff or Backoff()
         self.max_attempts = max_attempts
         self._timeout = httpx.Timeout(connect_timeout, read=read_timeout)
@@ -120,7 +121,8 @@ class WatchClient:
             raise WatchUnavailable(resp.json().get("detail") or f"no session {self.session_id!r}")
         if resp.status_code != 200:
             raise WatchUnavailable(f"{self.url}/api/sessions answered {resp.status_code}")
-        self.session_id = resp.json()["session"]["session_id"]
+        self.detail = resp.json()
+        self.session_id = self.detail["session"]["session_id"]
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
         """Stream events into emit until stop is set, reconnecting with backoff."""

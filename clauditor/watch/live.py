@@ -26,9 +26,12 @@ def run_live(
     overflow: Callable[[], Sequence[str]] = tuple,
     title: str = "clauditor watch",
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    history: Sequence[dict[str, Any]] = (),
 ) -> int:
     console = console or Console()
     state = WatchState(session_filter=session_id)
+    for event in history:  # what happened before this view opened
+        state.apply(event)
     tz = datetime.now().astimezone().tzinfo  # the feed shows local wall time
 
     def view() -> RenderableType:

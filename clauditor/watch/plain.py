@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from clauditor.watch.client import BackgroundClient, WatchClient
@@ -15,9 +15,13 @@ def run_plain(
     out: TextIO,
     err: TextIO | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    history: Sequence[dict[str, Any]] = (),
 ) -> int:
-    """Events to `out`, connection news to `err`, until Ctrl-C or a closed pipe."""
+    """Events to `out` (first the history of a session opened late), connection news to
+    `err`, until Ctrl-C or a closed pipe."""
     err = err or sys.stderr
+    for event in history:
+        out.write(plain_line(event) + "\n")
     background = BackgroundClient(client).start()
     try:
         while True:

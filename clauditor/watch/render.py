@@ -626,6 +626,8 @@ def plain_line(event: dict[str, Any]) -> str:
     sid = event.get("session_id")
     tag = short_id(sid) if isinstance(sid, str) else "-"
     replay = " (replay)" if event.get("replay") else ""
+    if event.get("history"):
+        replay += " (history)"  # from the session's detail: before this view opened
     if event.get("synthetic"):
         replay += " (snapshot)"  # built from live state for a late joiner
     line = f"{event.get('ts') or '-'} {tag:<8} {event.get('type')!s:<14} {describe(event)}{replay}"

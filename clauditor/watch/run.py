@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import TextIO
 
 from clauditor.watch.client import WatchClient, WatchUnavailable
+from clauditor.watch.history import history_events
 from clauditor.watch.notify import Notifier
 from clauditor.watch.tmux import PANE_CAP, Tmux, TmuxError
 
@@ -32,6 +34,8 @@ def run_watch(
     client.check()
     client.resolve()
     session_id = client.session_id
+    # A pane opened for a session that is not new starts with what it already did.
+    history = history_events(client.detail, time.time()) if client.detail else []
     if tmux and session_id is None:
         from clauditor.watch.tmux import bootstrap, run_overview
 
@@ -41,9 +45,11 @@ def run_watch(
     if plain or not out.isatty():
         from clauditor.watch.plain import run_plain
 
-        return run_plain(client, out, on_event=notifier)
+        return run_plain(client, out, on_event=notifier, history=history)
     from clauditor.watch.live import run_live
     from clauditor.watch.tmux import session_pane_hook
 
     hook = session_pane_hook(session_id) if session_id else None
-    return run_live(client, session_id=session_id, on_state=hook, on_event=notifier)
+    return run_live(
+        client, session_id=session_id, on_state=hook, on_event=notifier, history=history
+    )

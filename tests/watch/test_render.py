@@ -360,3 +360,36 @@ def test_the_dashboard_at_200_by_50_shows_everything() -> None:
     row = next(line for line in out.splitlines() if line.startswith("▲"))
     assert "opus-4-8" in row and "needs you: permission prompt · 3m" in row
     assert len(out.splitlines()) <= 50
+
+
+def test_a_pane_opened_late_starts_with_the_sessions_history() -> None:
+    from clauditor.watch.history import history_events
+
+    detail = {
+        "session": {"session_id": A},
+        "turns": [{"turn": 1, "trigger": "prompt", "started_at": iso(T0), "ended_at": iso(T0 + 9),
+                   "outcome": "completed", "stop_reason": "end_turn", "duration_ms": 9000.0,
+                   "output_tokens": 40, "cost_usd": 0.12}],
+        "requests": [{"kind": "main", "model_requested": "claude-opus-5-5", "status": 200,
+                      "ended_at": iso(T0 + 4), "stop_reason": "tool_use", "duration_ms": 4000.0,
+                      "output_tokens": 20, "cost_usd": 0.05}],
+        "tool_calls": [{"name": "Bash", "summary": "pytest -q", "requested_at": iso(T0 + 4),
+                        "result_at": iso(T0 + 6), "outcome": "ok", "duration_ms": 2000.0}],
+    }  # fmt: skip
+    events = history_events(detail, T0 + 120)
+    assert [e["type"] for e in events] == [
+        "turn_start",
+        "request_end",
+        "tool_use",
+        "tool_result",
+        "turn_end",
+    ]
+    assert all(e["history"] for e in events)
+    state = WatchState(session_filter=A)
+    for e in events:
+        state.apply(e)
+    out = text(render_session(state, A, T0 + 120, height=20, url=URL, tz=UTC, width=80), 80)
+    assert "08:00:04 Bash pytest -q" in out and "08:00:09 turn 1 completed" in out
+    assert plain_line(events[2]).endswith("(history)")
+    # What /watch itself replays (its last 5 s) is left to it: nothing shows twice.
+    assert history_events(detail, T0 + 11) == events[:3]  # up to 08:00:05
