@@ -342,7 +342,8 @@ class Observables:
 
     def _store_paused(self) -> list[Observation]:
         paused = self.stats()["store"]["paused"]
-        return [Observation(1, {n.LABEL_REASON: paused})] if paused else []
+        # 0 without a reason while writing: a series that is always there to alert on.
+        return [Observation(1, {n.LABEL_REASON: paused})] if paused else [Observation(0)]
 
     def _tracker(self) -> list[Observation]:
         t = self.stats()["tracker"]

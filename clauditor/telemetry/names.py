@@ -451,7 +451,7 @@ STORE_PAUSED = _m(
     "observable_gauge",
     "1",
     "1 while nothing can be written to the database (rows kept in memory, bounded), by "
-    "reason (disk full, read-only, ...); else no sample.",
+    "reason (disk full, read-only, ...); 0 (no reason) while writing.",
     "clauditor_store_paused",
 )
 STORE_ROWS_PENDING = _m(
