@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from clauditor.testing.claude_cli import ClaudeHome
+from clauditor.testing.claude_cli import FAKE_KEY, ClaudeHome
 from clauditor.testing.fake_upstream import FakeUpstream
 from clauditor.watch.jump import jump
 from tests.compat.clis import Cli, configured, usable
@@ -146,3 +146,113 @@ def test_a_permission_prompt_is_needs_you_with_an_alert(fake: FakeUpstream, tmp_
         watch.terminate()
         watch.wait(10)
         assert stack.stop() == 0, "\n".join(stack.log[-30:])
+
+
+def test_three_sessions_in_tmux_one_blocked_one_streaming_one_finished(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    """The issue's own check: three real Claude Code sessions in tmux; `clauditor watch`
+    shows each with its project and name in the right state, the blocked one first with an
+    alert; `clauditor jump <short id>` lands in that session's pane."""
+    binary = claude_332()
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    (home / ".claude" / "settings.json").write_text(json.dumps({"permissions": {"ask": ["Bash"]}}))
+    projects = {name: tmp_path / name for name in ("api", "docs", "infra")}
+    for path in projects.values():
+        (path / ".git").mkdir(parents=True)
+    (home / ".claude.json").write_text(
+        json.dumps(
+            {
+                "hasCompletedOnboarding": True,
+                "customApiKeyResponses": {"approved": [FAKE_KEY[-20:]]},
+                "projects": {str(p): {"hasTrustDialogAccepted": True} for p in projects.values()},
+            }
+        )
+    )
+    prompts = {
+        "api": PROMPT,  # asks for Bash: blocked on the permission prompt
+        "docs": "Write the changelog [[fake:delay 6]]",  # streams for a minute: working
+        "infra": "Say hello",  # answered at once: your turn
+    }
+    stack: Stack = start_stack(fake.url, tmp_path, "--claude-dir", str(home / ".claude"))
+    tmux = TmuxServer(tmp_path)
+    env = ClaudeHome(home, projects["api"]).env(stack.proxy_url)
+    command = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    command += f" {shlex.quote(binary)} --permission-mode default"
+    registry = home / ".claude" / "sessions"
+    try:
+        for name, path in projects.items():
+            tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "50", "-c", str(path), command)
+
+        def written() -> list[dict]:
+            # Claude Code writes its file in place: a read can catch it half written.
+            try:
+                found = [json.loads(p.read_text()) for p in registry.glob("*.json")]
+            except ValueError:
+                return []
+            return found if len(found) == 3 else []
+
+        entries = wait_until(written, timeout=60)
+        by_project = {Path(e["cwd"]).name: e for e in entries}
+        # Each TUI ready for input (its prompt box drawn) before a prompt is typed.
+        for name in projects:
+            wait_until(lambda name=name: PROMPT_BOX in tmux.capture(name), timeout=30)
+        for name in ("infra", "api", "docs"):  # the streaming one last: still streaming
+            tmux("send-keys", "-t", name, prompts[name])
+            # Enter once the TUI shows the text (a key sent with it can join the paste).
+            wait_until(lambda name=name: prompts[name][:12] in tmux.capture(name), timeout=10)
+            tmux("send-keys", "-t", name, "Enter")
+
+        def states() -> dict[str, str]:
+            rows = stack.get("/api/sessions").json()["sessions"]
+            return {s["project"]: s["state"] for s in rows if s["project"]}
+
+        want = {"api": "needs_you", "docs": "working", "infra": "your_turn"}
+        seen: list[dict[str, str]] = []
+        try:
+            wait_until(lambda: seen.append(states()) or seen[-1] == want, timeout=60)
+        except TimeoutError:
+            panes = {n: tmux.capture(n)[-600:] for n in projects}
+            raise AssertionError(f"states seen: {seen[-3:]}, panes: {panes}") from None
+        # The dashboard itself, in a tmux pane of its own, read back with capture-pane.
+        dash = shlex.join([sys.executable, "-m", "clauditor", "watch", "--url", stack.api_url])
+        tmux("new-session", "-d", "-s", "watch", "-x", "140", "-y", "30", dash)
+
+        def screen() -> str:
+            return tmux.capture("watch")
+
+        blocked_first = wait_until(
+            lambda: (s := screen()) and "Needs you" in s and "Working" in s and s, timeout=20
+        )
+        lines = blocked_first.splitlines()
+        order = [i for i, line in enumerate(lines) if line.strip() in GROUPS]
+        assert [lines[i].strip() for i in order] == ["Needs you", "Working", "Your turn"]
+        assert any(line.startswith("⚠ api") and "waits for you" in line for line in lines)
+        for project, group in (("api", "Needs you"), ("docs", "Working"), ("infra", "Your turn")):
+            row = lines[lines.index(next(x for x in lines if x.strip() == group)) + 1]
+            name = " ".join(prompts[project].split()[:2])  # its name: the first words
+            assert f" {project} {name}" in row, (project, row)
+
+        sid = by_project["api"]["sessionId"]
+        ran: list[list[str]] = []
+
+        def on_our_server(argv: Sequence[str]) -> int:
+            ran.append(list(argv))
+            if argv[1] != "attach-session":
+                tmux(*argv[1:])
+            return 0
+
+        assert (
+            jump(stack.api_url, sid[:8], run=on_our_server, inside_tmux=False)
+            == (by_project["api"]["tmux"])
+        )
+        pane = by_project["api"]["tmux"].rsplit(".", 1)[1]
+        assert tmux("display-message", "-p", "-t", pane, "#{pane_active}").strip() == "1"
+    finally:
+        tmux("kill-server", check=False)
+        assert stack.stop() == 0, "\n".join(stack.log[-30:])
+
+
+GROUPS = ("Needs you", "Working", "Your turn", "Idle", "Ended")
+PROMPT_BOX = "\u276f"  # the TUI's input prompt mark: it is ready for a prompt
