@@ -379,6 +379,7 @@ class RequestRecord:
     upstream: str | None = None
     agent_id: str | None = None  # subagent requests: x-claude-code-agent-id
     recovered: bool = False  # it failed, then Claude Code's resend of it succeeded
+    task_keys: tuple[str, ...] = ()  # subagent requests: digests of their task prompt
     message_id: str | None = None
     # Subagent requests: the Agent tool call that launched this run.
     parent_tool_use_id: str | None = None

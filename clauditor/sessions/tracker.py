@@ -93,9 +93,16 @@ class TrackerListener:
     def tool_use(self, session: Session, call: ToolCall) -> None: ...
     def tool_result(self, session: Session, call: ToolCall) -> None: ...
     def compacted(self, session: Session, compaction: Compaction) -> None: ...
-    def request_recovered(self, session: Session, request: RequestRecord) -> None: ...
+    # A finished request learned more after its end (it was recovered by a resend, or tied
+    # to the Agent call that launched it): its row is written again.
+    def request_changed(self, session: Session, request: RequestRecord) -> None: ...
     def status_changed(self, session: Session, previous: str) -> None: ...
     def state_changed(self, session: Session, previous: str) -> None: ...
+
+
+def _add_run(call: ToolCall, record: RequestRecord) -> None:
+    call.subagent_tokens.add(record.tokens)
+    call.subagent_cost_usd = add_cost(call.subagent_cost_usd, record.signals.cost_usd)
 
 
 def _counted_anyway(session: Session, result: MessageResult) -> bool:
@@ -508,6 +515,7 @@ class SessionTracker:
         parent: ToolCall | None = None
         if req.kind == "subagent":
             record.agent_id = req.agent_id
+            record.task_keys = req.task_keys
             parent = self._launching_agent_call(session, req)
             if parent is not None:
                 record.parent_tool_use_id = parent.tool_use_id
@@ -663,6 +671,24 @@ class SessionTracker:
         call.agent_id = agent_id
         _remember(session.agents, agent_id, call.tool_use_id, AGENTS_KEPT)
 
+    def _adopt_orphans(self, session: Session, call: ToolCall) -> None:
+        """Subagent requests that reached us before the Agent tool_use launching them (a
+        core lagging past the hold): tied to it now, by their task prompt."""
+        if call.task_key is None:
+            return
+        for r in self._recent.get(session.session_id, ()):
+            if r.kind != "subagent" or r.parent_tool_use_id is not None:
+                continue
+            if call.task_key not in r.task_keys:
+                continue
+            r.parent_tool_use_id = call.tool_use_id
+            call.subagent_requests += 1
+            if r.agent_id:
+                self._tie_agent(session, call, r.agent_id)
+            if r.ended_at is not None:
+                _add_run(call, r)
+                self._notify("request_changed", session, r)
+
     def _recovered(self, session: Session, record: RequestRecord) -> None:
         """A resend succeeded: the failed attempts of the same request were recovered."""
         for earlier in self._recent.get(session.session_id, ()):
@@ -674,15 +700,13 @@ class SessionTracker:
                 and earlier.ended_at is not None
             ):
                 earlier.recovered = True
-                self._notify("request_recovered", session, earlier)
+                self._notify("request_changed", session, earlier)
 
     def _roll_up(self, session: Session, record: RequestRecord) -> None:
         """A subagent request's tokens and cost, under the Agent call that launched it."""
         call = self._agent_call(session, record.parent_tool_use_id)
-        if call is None:
-            return
-        call.subagent_tokens.add(record.tokens)
-        call.subagent_cost_usd = add_cost(call.subagent_cost_usd, record.signals.cost_usd)
+        if call is not None:
+            _add_run(call, record)
 
     def _notified(
         self, session: Session, notifications: Iterable[TaskNotification], ts: float
@@ -724,6 +748,7 @@ class SessionTracker:
             prompt = tu.input.get("prompt")
             if isinstance(prompt, str):
                 call.task_key = task_key(prompt)
+            self._adopt_orphans(session, call)
         pending[tu.id] = call
         session.tool_call_count += 1
         session.tools[tu.name] += 1

@@ -183,7 +183,7 @@ class Store(TrackerListener):
             if call is not None:
                 self.writer.put("tool_calls", rows.tool_call_row(call))
 
-    def request_recovered(self, session: Session, request: RequestRecord) -> None:
+    def request_changed(self, session: Session, request: RequestRecord) -> None:
         self.writer.put("requests", rows.request_row(request))
 
     def compacted(self, session: Session, compaction: Compaction) -> None:

@@ -618,3 +618,22 @@ def test_a_stream_failing_before_any_content_counts_as_each_version_counts_it(
         assert (session.tokens.input, session.aborted_tokens.input) == (
             (reported, 0) if counted else (0, reported)
         )
+
+
+def test_a_subagent_request_seen_before_the_whole_launching_exchange_is_tied_later(
+    tracker: SessionTracker, clock: ManualClock
+) -> None:
+    # A core lagging behind: the subagent's request (and its answer) came through before
+    # anything of the exchange whose Agent tool_use launched it.
+    launch, sub, _ = fixture_posts("e_subagent")
+    sid = headers_of(launch)["x-claude-code-session-id"]
+    replay = Replayer(tracker, clock)
+    replay.exchange(sub)
+    (orphan,) = tracker.recent_requests(sid)
+    assert orphan.parent_tool_use_id is None
+    replay.exchange(launch)
+    agent_id = launch["response"]["content"][1]["id"]
+    assert orphan.parent_tool_use_id == agent_id
+    call = tracker.sessions[sid].pending_tools[agent_id]
+    assert call.subagent_requests == 1
+    assert call.subagent_tokens.output == orphan.tokens.output > 0
