@@ -45,8 +45,9 @@ AGENT_RESULT_SCAN = 4096  # an Agent result names its agent id near its start
 
 _LEGACY_SESSION = re.compile(r"_session_([0-9a-f-]{36})")
 _LEGACY_DEVICE = re.compile(r"^user_([0-9a-f]{64})")
-# cc_version=2.1.197.7b2: the 3-hex suffix fingerprints the first prompt, not the build.
-_CC_VERSION = re.compile(r"^(\d+\.\d+\.\d+)\.[0-9a-f]{3}$")
+# cc_version=2.1.197.7b2: the 3-hex suffix fingerprints the first prompt, not the build (it
+# may be empty, or of another shape in another version: the version is the first three).
+_CC_VERSION = re.compile(r"^(\d+\.\d+\.\d+)(?:\.[0-9a-z]{0,16})?$")
 
 
 @dataclass(frozen=True, slots=True)

@@ -355,3 +355,15 @@ def test_continuation_after_a_compaction() -> None:
     assert (r.continued, r.kind, r.new_prompt) == (True, "main", True)
     b["messages"][0]["content"] = "This session is being continued from a previous conversation"
     assert parse_body(entry, b).continued is True
+
+
+@pytest.mark.parametrize(
+    ("value", "version"),
+    [("2.1.332.7b2", "2.1.332"), ("2.1.197.", "2.1.197"), ("2.1.400", "2.1.400"),
+     ("2.1.332.abc123", "2.1.332"), ("weird-build", "weird-build")],
+)  # fmt: skip
+def test_the_version_is_the_billing_line_s_first_three_numbers(value: str, version: str) -> None:
+    entry = posts("a_plain_text")[0]
+    b = copy.deepcopy(entry["body"])
+    b["system"][0]["text"] = f"x-anthropic-billing-header: cc_version={value}; cc_entrypoint=cli;"
+    assert parse_body(entry, b).cc_version == version
