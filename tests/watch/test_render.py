@@ -267,16 +267,12 @@ def test_a_task_notification_turn_is_named_in_the_feed() -> None:
 
 
 def test_sessions_group_by_state_with_what_they_wait_for() -> None:
-    state = two_sessions()
     # A's Bash waits on a permission prompt (Claude Code's registry says so); B finished
     # its turn and waits for the next prompt.
-    state.apply(ev("state_changed", A, 4, state="needs_you", previous="tool",
-                   source="claude_code", waiting_for="permission prompt",
-                   project="api"))  # fmt: skip
-    state.apply(ev("state_changed", B, 7, state="your_turn", previous="working",
-                   source="wire", project="docs"))  # fmt: skip
+    state = waiting_states()
     out = text(render_dashboard(state, T0 + 184, height=20, url=URL, tz=UTC, width=140), 140)
-    rows = out.splitlines()[2:6]
+    assert out.splitlines()[1].startswith("⚠ api: fix the auth middleware waits for you")
+    rows = out.splitlines()[3:7]
     assert rows[0] == "  Needs you"
     assert rows[1].startswith("▲ api fix the auth middleware")
     assert "needs you: permission prompt · 3m" in rows[1]
