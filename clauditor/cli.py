@@ -20,6 +20,7 @@ from clauditor.sessions.registry import default_claude_dir
 from clauditor.store.database import StoreError, default_db_path
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+PIPED_WIDTH = 240  # report tables written to a pipe or a file
 
 
 class _TerminalFormatter(logging.Formatter):
@@ -488,7 +489,10 @@ def _emit(as_json: bool, data: object, renderable) -> None:  # type: ignore[no-u
     else:
         from rich.console import Console
 
-        Console().print(renderable)
+        # On a terminal, its width; piped (`| grep`, `> file`), whole rows, not squeezed to
+        # the 80 columns Rich assumes without one.
+        piped = not sys.stdout.isatty()
+        Console(width=PIPED_WIDTH if piped else None).print(renderable)
 
 
 @main.command()

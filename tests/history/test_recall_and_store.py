@@ -206,3 +206,12 @@ def test_no_prompts_stores_neither_prompt_nor_summary(tmp_path: Path) -> None:
     assert b"The tool returned" not in raw
     row = next(iter(sqlite_utils.Database(tmp_path / "np.db")["sessions"].rows))
     assert row["first_prompt"] is None and row["summary"] is None and row["requests"] == 2
+
+
+def test_piped_reports_are_not_squeezed_to_80_columns(seeded: Path) -> None:
+    # CliRunner's output is no TTY, as `clauditor sessions | grep auth` or `> file` is.
+    done = CliRunner().invoke(main, ["sessions", "--db", str(seeded), "--days", "36500"])
+    assert done.exit_code == 0, done.output
+    rows = [line for line in done.output.splitlines() if "s-auth-new" in line or "auth" in line]
+    assert any("auth middleware rejects valid tokens" in line for line in rows), rows
+    assert max(len(line) for line in done.output.splitlines()) > 80
