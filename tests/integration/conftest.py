@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,3 +40,13 @@ def stack(fake: FakeUpstream, tmp_path: Path) -> Iterator[Stack]:
     finally:
         code = running.stop()
         assert code == 0, "\n".join(running.log[-30:])
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for a whole test: a session's connections live across its turns."""
+    made = asyncio.new_event_loop()
+    try:
+        yield made
+    finally:
+        made.close()

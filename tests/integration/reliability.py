@@ -128,6 +128,16 @@ def bound_sockets(pids: list[int]) -> list[Bound]:
     return out
 
 
+def stored_counts(db: Path) -> dict[str, tuple[int, int, int]]:
+    """Session id -> (turns, requests, tool_calls) as stored, read-only (the core writes)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        q = "select session_id, turns, requests, tool_calls from sessions"
+        return {r[0]: tuple(r[1:]) for r in conn.execute(q)}
+    finally:
+        conn.close()
+
+
 def integrity(db: Path) -> str:
     """SQLite's own check of the whole file ("ok" when sound); the connection is closed."""
     conn = sqlite3.connect(db, timeout=10)

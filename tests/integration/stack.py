@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -99,6 +101,23 @@ class Stack:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(5)
+
+
+def settled_detail(stack: Stack, session_id: str, requests: int) -> dict[str, Any]:
+    """The session's detail once it holds every request and none is in flight (bounded);
+    after the deadline, whatever it holds then, so the comparison reports the difference."""
+    last: dict[str, Any] = {}
+
+    def ready() -> bool:
+        nonlocal last
+        response = stack.get(f"/api/sessions/{session_id}")
+        last = response.json() if response.status_code == 200 else {}
+        s = last.get("session") or {}
+        return s.get("requests", 0) >= requests and s.get("in_flight") == 0
+
+    with contextlib.suppress(TimeoutError):
+        wait_until(ready, timeout=15, interval=0.1)
+    return last
 
 
 def recorded_headers(

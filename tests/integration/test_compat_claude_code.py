@@ -12,7 +12,6 @@ mismatches, wall time): the drift report `docs/compatibility.md` describes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -28,8 +27,7 @@ from tests.compat.captures import DOC_WINDOWS, prompt_texts
 from tests.compat.check import Expect, compare
 from tests.compat.clis import Cli
 from tests.compat.truth import Truth, TruthError, from_project_state, from_stream_json, wire_of
-from tests.helpers import wait_until
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, settled_detail
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -43,23 +41,6 @@ def oracle(outcome: Outcome) -> Truth:
     if truth.runs != typed:
         raise TruthError(f"{truth.runs} runs for {typed} prompts and /compact commands")
     return truth
-
-
-def settled(stack: Stack, session_id: str, requests: int) -> dict[str, Any]:
-    """The session's detail once it holds every request and none is in flight (bounded);
-    after the deadline, whatever it holds then, so the comparison reports the difference."""
-    last: dict[str, Any] = {}
-
-    def ready() -> bool:
-        nonlocal last
-        response = stack.get(f"/api/sessions/{session_id}")
-        last = response.json() if response.status_code == 200 else {}
-        s = last.get("session") or {}
-        return s.get("requests", 0) >= requests and s.get("in_flight") == 0
-
-    with contextlib.suppress(TimeoutError):
-        wait_until(ready, timeout=15, interval=0.1)
-    return last
 
 
 def report(line: dict[str, Any]) -> None:
@@ -87,7 +68,7 @@ def test_scenario_matches_claude_codes_own_accounting(
 
     wire = wire_of(records_of(fake.exchanges), truth.session_id)
     assert wire.requests, f"the fake saw no request of session {truth.session_id}"
-    detail = settled(stack, truth.session_id, len(wire.requests))
+    detail = settled_detail(stack, truth.session_id, len(wire.requests))
     expect = Expect(
         version=claude_cli.version,
         prompts=scenario.prompts,

@@ -5,9 +5,6 @@ error point, status). Compared with that capture's own truth (tests/compat/captu
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
-
 import pytest
 
 from clauditor.testing.claude_cli import records_of
@@ -15,25 +12,9 @@ from clauditor.testing.fake_upstream import FakeUpstream, Reply
 from tests.compat.captures import capture_ids, load
 from tests.compat.check import compare
 from tests.compat.truth import session_of, wire_of
-from tests.helpers import wait_until
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, settled_detail
 
 pytestmark = pytest.mark.integration
-
-
-def settled(stack: Stack, session_id: str, requests: int) -> dict[str, Any]:
-    last: dict[str, Any] = {}
-
-    def ready() -> bool:
-        nonlocal last
-        response = stack.get(f"/api/sessions/{session_id}")
-        last = response.json() if response.status_code == 200 else {}
-        s = last.get("session") or {}
-        return s.get("requests", 0) >= requests and s.get("in_flight") == 0
-
-    with contextlib.suppress(TimeoutError):
-        wait_until(ready, timeout=15, interval=0.1)
-    return last
 
 
 @pytest.mark.parametrize("capture_id", capture_ids())
@@ -49,6 +30,6 @@ def test_capture_replayed_through_envoy_matches_its_truth(
 
     wire = wire_of(records_of(fake.exchanges), capture.truth.session_id)
     assert len(wire.requests) == len(posts)
-    detail = settled(stack, capture.truth.session_id, len(posts))
+    detail = settled_detail(stack, capture.truth.session_id, len(posts))
     result = compare(detail, capture.truth, wire, capture.expect)
     assert not result, result.text(f"{capture_id} replayed through Envoy:")

@@ -34,7 +34,7 @@ import pytest
 from clauditor.store.schema import SCHEMA_VERSION
 from clauditor.testing.fake_upstream import FakeUpstream
 from tests.helpers import fixture_posts, wait_until
-from tests.integration.reliability import PacedSession, integrity
+from tests.integration.reliability import PacedSession, integrity, stored_counts
 from tests.integration.stack import Stack, start_stack
 
 pytestmark = pytest.mark.integration
@@ -313,24 +313,6 @@ def test_database_deleted_while_running_is_recreated(fake: FakeUpstream, tmp_pat
     assert len([line for line in stack.log if "was deleted or replaced" in line]) == 1
 
 
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    made = asyncio.new_event_loop()
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-def _counts(db: Path) -> dict[str, tuple[int, int, int]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        q = "select session_id, turns, requests, tool_calls from sessions"
-        return {r[0]: tuple(r[1:]) for r in conn.execute(q)}
-    finally:
-        conn.close()
-
-
 def test_files_read_only_at_run_time_shm_included_no_sigbus(
     fake: FakeUpstream, tmp_path: Path, loop: asyncio.AbstractEventLoop, immutable_ok: None
 ) -> None:
@@ -348,7 +330,7 @@ def test_files_read_only_at_run_time_shm_included_no_sigbus(
                 assert (await s.turn(f"{tag} {BASH}")).statuses == [200, 200]
 
         loop.run_until_complete(turns("before"))
-        wait_until(lambda: len(_counts(db)) == 3, timeout=10)
+        wait_until(lambda: len(stored_counts(db)) == 3, timeout=10)
         assert _chattr("+i", *frozen)
         try:
             loop.run_until_complete(turns("while frozen"))
@@ -372,7 +354,7 @@ def test_files_read_only_at_run_time_shm_included_no_sigbus(
         finally:
             _chattr("-i", *frozen)
         wait_until(lambda: stack.get("/api/stats").json()["store"]["paused"] is None, 15)
-        wait_until(lambda: fresh in _counts(db), timeout=10)
+        wait_until(lambda: fresh in stored_counts(db), timeout=10)
         for s in sessions:
             loop.run_until_complete(s.aclose())
         assert stack.core_pid() == pid
@@ -380,7 +362,7 @@ def test_files_read_only_at_run_time_shm_included_no_sigbus(
         _chattr("-i", *frozen)
         code = stack.stop()
     assert code == 0
-    counts = _counts(db)
+    counts = stored_counts(db)
     assert all(counts[s.session_id][:2] == (2, 4) for s in sessions)
     assert counts[fresh][:2] == (1, 2)
     assert not [line for line in stack.log if "core exited" in line]
@@ -438,7 +420,7 @@ def test_tiny_disk_fills_pauses_and_recovers(
         assert stack.get("/api/sessions").status_code == 200
         filler.unlink()
         wait_until(lambda: stack.get("/api/stats").json()["store"]["paused"] is None, 20)
-        wait_until(lambda: set(ids) <= set(_counts(db)), timeout=15)
+        wait_until(lambda: set(ids) <= set(stored_counts(db)), timeout=15)
         store = stack.get("/api/stats").json()["store"]
         assert store["rows_dropped"] == 0 and store["write_errors"] > 0
     finally:

@@ -40,6 +40,7 @@ from tests.integration.reliability import (
     integrity,
     otlp_env,
     rss_kib,
+    stored_counts,
     wait_settled,
 )
 from tests.integration.stack import Stack, start_stack
@@ -129,15 +130,6 @@ def _rows(db: Path) -> dict[str, set[tuple]]:
         conn.close()
 
 
-def _counts(db: Path) -> dict[str, tuple[int, int, int]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        q = "select session_id, turns, requests, tool_calls from sessions"
-        return {r[0]: tuple(r[1:]) for r in conn.execute(q)}
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     otlp_env(monkeypatch)
@@ -154,7 +146,7 @@ def test_sigkill_inside_a_db_write_under_load(
         history = asyncio.run(_sessions(stack.proxy_url, 6, 3, "history"))
         wait_settled(stack)
         time.sleep(0.8)
-        before = {sid: c for sid, c in _counts(stack.db).items()}
+        before = {sid: c for sid, c in stored_counts(stack.db).items()}
         assert set(before) == {sid for sid, _ in history}
         assert all(c[0] == 3 for c in before.values())
 
@@ -178,7 +170,7 @@ def test_sigkill_inside_a_db_write_under_load(
             if time.monotonic() > deadline:
                 break
             # Not the burst's first flush: every burst session is committed already.
-            if _write_lock_held(pid, shm) and len(_counts(stack.db)) == 6 + 24:
+            if _write_lock_held(pid, shm) and len(stored_counts(stack.db)) == 6 + 24:
                 os.kill(pid, signal.SIGKILL)
                 killed_mono, killed_at = time.monotonic(), time.time_ns()
                 break
@@ -216,7 +208,7 @@ def test_sigkill_inside_a_db_write_under_load(
     after = _rows(stack.db)
     for table, keys in committed.items():
         assert keys <= after[table], f"{table}: {len(keys - after[table])} committed rows lost"
-    final = _counts(stack.db)
+    final = stored_counts(stack.db)
     assert {sid: final[sid] for sid in before} == before
     assert len(final) == 6 + 24 + 8
     # Tracking resumed: every request that started once the new core was up is stored.
@@ -459,18 +451,8 @@ def _first(loop: asyncio.AbstractEventLoop, stack: Stack) -> PacedSession:
     loop.run_until_complete(first())
     stack.session_when(session.session_id, turns=1, requests=2, in_flight=0)
     time.sleep(0.8)  # flushed
-    assert session.session_id in _counts(stack.db)
+    assert session.session_id in stored_counts(stack.db)
     return session
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """One event loop for a whole test: a session's connections live across its turns."""
-    made = asyncio.new_event_loop()
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def test_disk_full_at_run_time(
@@ -508,7 +490,7 @@ def test_disk_full_at_run_time(
         code = stack.stop()
     assert code == 0, _log(stack)[-3000:]
     assert integrity(stack.db) == "ok"
-    counts = _counts(stack.db)
+    counts = stored_counts(stack.db)
     assert counts[existing.session_id] == (2, 4, 2) and counts[new] == (1, 2, 1)
     print(f"\ndisk full via {how}: {stats['store']['write_errors']} failed writes, then resumed")
 
@@ -553,5 +535,5 @@ def test_read_only_at_run_time(
     finally:
         code = stack.stop()
     assert code == 0, _log(stack)[-3000:]
-    counts = _counts(stack.db)
+    counts = stored_counts(stack.db)
     assert counts[existing.session_id] == (2, 4, 2) and counts[new] == (1, 2, 1)
