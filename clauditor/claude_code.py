@@ -50,7 +50,6 @@ _AGENT_ID = re.compile(r"agentId:\s*([A-Za-z0-9_-]{4,64})")
 # The subagent tool: "Agent" on the wire (stream-json and older versions call it "Task").
 AGENT_TOOLS = frozenset({"Agent", "Task"})
 FILE_TOOLS = frozenset({"Read", "Edit", "MultiEdit", "Write", "NotebookEdit", "NotebookRead"})
-TOOL_SEARCH = "ToolSearch"
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 

@@ -21,7 +21,6 @@ ToolOutcome = Literal["pending", "ok", "error", "abandoned"]
 # a /compact or automatic compaction outside a turn; resumed: picked up mid-way (its start
 # was not seen, e.g. after a core restart).
 TurnTrigger = Literal["prompt", "task_notification", "compaction", "resumed"]
-TURN_TRIGGERS: tuple[TurnTrigger, ...] = ("prompt", "task_notification", "compaction", "resumed")
 
 
 def _ms(start: float | None, end: float | None) -> float | None:

@@ -100,6 +100,12 @@ class TrackerListener:
     def state_changed(self, session: Session, previous: str) -> None: ...
 
 
+def _running_agents(session: Session) -> list[ToolCall]:
+    """Agent calls whose run may still send requests: pending, or running in the background."""
+    calls = (*session.pending_tools.values(), *session.background_agents.values())
+    return [c for c in calls if c.name in AGENT_TOOLS]
+
+
 def _add_run(call: ToolCall, record: RequestRecord) -> None:
     call.subagent_tokens.add(record.tokens)
     call.subagent_cost_usd = add_cost(call.subagent_cost_usd, record.signals.cost_usd)
@@ -242,12 +248,8 @@ class SessionTracker:
             return set()
         if req.agent_id and req.agent_id in session.agents:
             return set()
-        running = [
-            c
-            for c in (*session.pending_tools.values(), *session.background_agents.values())
-            if c.name in AGENT_TOOLS and (c.agent_id is None or c.task_key in req.task_keys)
-        ]
-        if running:
+        running = _running_agents(session)
+        if any(c.agent_id is None or c.task_key in req.task_keys for c in running):
             return set()
         return {
             x for x, (s, r) in self._by_exchange.items() if s is session and r.kind in TURN_KINDS
@@ -653,11 +655,7 @@ class SessionTracker:
         known = self._agent_call(session, session.agents.get(req.agent_id or ""))
         if known is not None:
             return known
-        running = [
-            c
-            for c in (*session.pending_tools.values(), *session.background_agents.values())
-            if c.name in AGENT_TOOLS
-        ]
+        running = _running_agents(session)
         found = next((c for c in running if c.task_key in req.task_keys), None)
         if found is None:
             free = [c for c in running if c.agent_id is None]

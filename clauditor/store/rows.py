@@ -20,7 +20,8 @@ from clauditor.sessions.models import (
     subagent_api,
 )
 from clauditor.sessions.registry import RegistryEntry
-from clauditor.store.schema import CLASS_COLUMNS, COST_CLASSES
+from clauditor.sessions.signals.prices import COST_CLASSES
+from clauditor.store.schema import CLASS_COLUMNS
 
 
 def class_columns(by_class: CostByClass | None) -> dict[str, float | None]:

@@ -186,8 +186,15 @@ def _v3_history(db: sqlite_utils.Database) -> None:
 
 
 _TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
-COST_CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
-CLASS_COLUMNS = tuple(f"cost_{c}_usd" for c in COST_CLASSES)
+# The cost_by_class keys of sessions.signals.prices.COST_CLASSES as columns, spelled out:
+# a migration is history and must not move when that constant does.
+CLASS_COLUMNS = (
+    "cost_input_usd",
+    "cost_output_usd",
+    "cost_cache_write_5m_usd",
+    "cost_cache_write_1h_usd",
+    "cost_cache_read_usd",
+)
 
 
 def _v4_claude_code_2_1_332(db: sqlite_utils.Database) -> None:

@@ -17,8 +17,8 @@ import sqlite_utils
 from clauditor.clock import iso
 from clauditor.sessions.models import TokenCounts
 from clauditor.sessions.signals.errors import error_category
+from clauditor.sessions.signals.prices import COST_CLASSES
 from clauditor.store.rows import class_api
-from clauditor.store.schema import COST_CLASSES
 
 PERIODS = ("today", "week", "month")
 

@@ -143,3 +143,10 @@ def test_a_stored_session_keeps_its_cost_by_class_and_subagent_runs(tmp_path: Pa
     assert [t["subagents"] for t in stored["turns"]] == [t["subagents"] for t in live_turns]
     assert [t["cost_by_class"] for t in stored["turns"]] == [t["cost_by_class"] for t in live_turns]
     assert [t["trigger"] for t in stored["turns"]] == ["prompt", "task_notification"]
+
+
+def test_the_cost_columns_are_the_cost_classes() -> None:
+    from clauditor.sessions.signals.prices import COST_CLASSES
+    from clauditor.store.schema import CLASS_COLUMNS
+
+    assert tuple(f"cost_{c}_usd" for c in COST_CLASSES) == CLASS_COLUMNS
