@@ -11,9 +11,8 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Sequence
-from urllib.parse import quote
 
-import httpx
+from clauditor.watch.client import WatchClient, WatchUnavailable
 
 _PANE = re.compile(r"^(?P<session>[^:]+):(?P<window>@\d+)\.(?P<pane>%\d+)$")
 
@@ -46,19 +45,13 @@ def jump_commands(pane: str, inside_tmux: bool) -> list[list[str]]:
 
 def session_pane(url: str, session_id: str) -> tuple[str, str]:
     """(full session id, its tmux pane) from the core; JumpError when there is none."""
+    client = WatchClient(url, session_id)
     try:
-        r = httpx.get(
-            f"{url.rstrip('/')}/api/sessions/{quote(session_id, safe='')}",
-            timeout=5,
-            trust_env=False,
-        )
-    except httpx.HTTPError as exc:
-        raise JumpError(f"cannot reach the core at {url} ({exc})") from None
-    if r.status_code in (404, 409):
-        raise JumpError(r.json().get("detail") or f"no session {session_id!r}")
-    if r.status_code != 200:
-        raise JumpError(f"the core answered {r.status_code}")
-    s = r.json()["session"]
+        client.resolve()  # a short id becomes the full one; unknown / ambiguous: one line
+    except WatchUnavailable as exc:
+        raise JumpError(str(exc)) from None
+    assert client.detail is not None
+    s = client.detail["session"]
     pane = s.get("tmux_pane")
     if not pane:
         raise JumpError(

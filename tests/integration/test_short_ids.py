@@ -46,6 +46,12 @@ def test_short_ids_in_the_api_and_the_cli(stack: Stack, tmp_path: Path) -> None:
     assert done.output.strip().endswith("type more of it")
     assert A in done.output and B in done.output
 
+    # jump: an unknown id and a session no tmux pane is known for are one clear line each.
+    done = CliRunner().invoke(main, ["jump", "ffffffff", "--url", url])
+    assert done.exit_code == 1 and "no session 'ffffffff'" in done.output
+    done = CliRunner().invoke(main, ["jump", "da3a9999", "--url", url])
+    assert done.exit_code == 1 and "runs in no tmux pane clauditor knows of" in done.output
+
     # watch --session: a short id follows that session; an unknown one is an error at
     # once, not an endless wait.
     watch = [sys.executable, "-m", "clauditor", "watch", "--url", url, "--plain"]
