@@ -232,6 +232,7 @@ class Core:
                 "unattributed_requests": self.tracker.unattributed_requests,
                 "held_requests": self.tracker.held_requests,
                 "hold_timeouts": self.tracker.hold_timeouts,
+                "late_prompts": self.tracker.late_prompts,
                 "listener_errors": self.tracker.listener_errors,
                 "signal_errors": self.tracker.signal_errors,
                 "implausible_usage": self.tracker.implausible_usage,

@@ -475,6 +475,9 @@ class Turn:
     idle_before_ms: float | None = None  # since the previous turn ended
     # The Agent calls the turn made: each subagent run's requests, tokens, cost, duration.
     agent_calls: list[ToolCall] = field(default_factory=list)
+    # The conversation length of the request that opened it: a prompt request with fewer
+    # messages that shows up later is this turn's own, overtaken by its tool_result.
+    opened_messages: int = 0
 
     @property
     def duration_ms(self) -> float | None:

@@ -172,6 +172,9 @@ class SessionTracker:
         # Held requests let go by HOLD_MAX_SECONDS, not by what they waited for: where the
         # order of a session's exchanges may be guessed wrong (an anomaly on /metrics).
         self.hold_timeouts = 0
+        # Prompts that showed up after the turn their tool_result opened (past the hold):
+        # joined to that turn instead of starting one.
+        self.late_prompts = 0
         self.listeners: list[TrackerListener] = list(listeners)
         # Finds a stored session that becomes live again (--continue, or a core restart).
         self.loader = loader
@@ -552,6 +555,8 @@ class SessionTracker:
                 # Claude Code asks again when the summary lacked its tags: the same
                 # compaction, so the same turn.
                 current = session.turns[-1]
+            elif current is not None and self._prompt_overtaken(current, req):
+                self._join_late_prompt(session, current, req)
             elif req.new_prompt or current is None:
                 if current is not None and not self._turn_in_flight(session, current):
                     # A new prompt while the previous turn was still going: the user
@@ -585,6 +590,28 @@ class SessionTracker:
             )
         )
 
+    @staticmethod
+    def _prompt_overtaken(turn: Turn, req: ParsedRequest) -> bool:
+        """A prompt that comes before the turn in progress in the conversation: the core
+        lagged past the hold, and the tool_result answering this prompt's response opened
+        the turn on its own ("resumed")."""
+        return (
+            req.new_prompt
+            and turn.trigger == "resumed"
+            and turn.prompt is None
+            and req.kind == "main"
+            and 0 < req.conversation_messages < turn.opened_messages
+        )
+
+    def _join_late_prompt(self, session: Session, turn: Turn, req: ParsedRequest) -> None:
+        turn.trigger = "prompt"
+        turn.prompt = req.prompt
+        turn.opened_messages = req.conversation_messages
+        session.prompt_count += 1
+        self.late_prompts += 1
+        if session.first_prompt is None and req.prompt:
+            session.first_prompt = req.prompt
+
     def _turn_in_flight(self, session: Session, turn: Turn) -> bool:
         return any(
             self._by_exchange[x][1].turn_index == turn.index
@@ -606,6 +633,7 @@ class SessionTracker:
             prompt=req.prompt if req.new_prompt else None,
             compaction=req.kind == "compaction",
             trigger=trigger,
+            opened_messages=req.conversation_messages,
         )
         if previous is not None and previous.ended_at is not None:
             turn.idle_before_ms = round((ts - previous.ended_at) * 1000.0, 3)

@@ -352,6 +352,7 @@ class Observables:
             Observation(t["listener_errors"], {n.LABEL_REASON: "listener_error"}),
             Observation(self.tracker.signal_errors, {n.LABEL_REASON: "signal_error"}),
             Observation(t["hold_timeouts"], {n.LABEL_REASON: "hold_timeout"}),
+            Observation(t["late_prompts"], {n.LABEL_REASON: "late_prompt"}),
         ]
 
     def _drift(self) -> list[Observation]:

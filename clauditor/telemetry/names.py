@@ -466,7 +466,8 @@ TRACKER_ANOMALIES = _m(
     "observable_counter",
     "{event}",
     "Requests without a session, failed tracker listeners and signals, and requests let go "
-    "after waiting the longest for an earlier exchange (hold_timeout), by reason.",
+    "after waiting the longest for an earlier exchange (hold_timeout), and prompts that "
+    "reached the core after the turn their tool_result opened (late_prompt), by reason.",
     "clauditor_tracker_anomalies_total",
 )
 TELEMETRY_SPANS = _m(

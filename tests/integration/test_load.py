@@ -108,8 +108,8 @@ def _api_checks(stack: Stack, sent: list[Sent]) -> None:
         assert row["tools"] == dict(x.tools)
         assert (row["errors"], row["retries"], row["in_flight"]) == (0, 0, 0)
         detail = stack.session(x.session_id)
-        assert [t["outcome"] for t in detail["turns"]] == ["completed"] * TURNS
-        assert [r["request_id"] for r in detail["requests"]] == x.request_ids
+        assert [t["outcome"] for t in detail["turns"]] == ["completed"] * TURNS, _explain(stack, x)
+        assert [r["request_id"] for r in detail["requests"]] == x.request_ids, _explain(stack, x)
         tool_ids = [u["id"] for r in detail["requests"] for u in r["tool_uses"]]
         assert tool_ids == x.tool_use_ids
 
@@ -118,7 +118,8 @@ def _explain(stack: Stack, sent: Sent) -> str:
     """A session's turns and requests as the core has them, for a failing assertion."""
     detail = stack.session(sent.session_id)
     turns = [
-        (t["turn"], t["outcome"], t["requests"], (t["prompt"] or "")[:16]) for t in detail["turns"]
+        (t["turn"], t["trigger"], t["outcome"], t["requests"], (t["prompt"] or "")[:16])
+        for t in detail["turns"]
     ]
     reqs = [
         (

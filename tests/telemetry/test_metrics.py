@@ -192,6 +192,7 @@ def test_core_health_counters(rig: Rig) -> None:
     )
     assert value(rig, n.STORE_WRITE_ERRORS) == 1
     assert value(rig, n.TRACKER_ANOMALIES, clauditor__reason="hold_timeout") == 2
+    assert value(rig, n.TRACKER_ANOMALIES, clauditor__reason="late_prompt") == 1
     assert value(rig, n.STORE_ROWS) == 7
     assert value(rig, n.TELEMETRY_SPANS, clauditor__state="dropped") == 0
 

@@ -337,6 +337,7 @@ STATS = {
         "unattributed_requests": 0,
         "held_requests": 5,
         "hold_timeouts": 2,
+        "late_prompts": 1,
         "listener_errors": 0,
     },
     "store": {
