@@ -10,6 +10,7 @@ from uuid import uuid4
 
 from clauditor.clock import iso
 from clauditor.sessions.registry import RegistryEntry
+from clauditor.sessions.timing import Segment, TimePart
 
 if TYPE_CHECKING:
     from clauditor.sessions.signals.quota import QuotaView
@@ -478,6 +479,11 @@ class Turn:
     # The conversation length of the request that opened it: a prompt request with fewer
     # messages that shows up later is this turn's own, overtaken by its tool_result.
     opened_messages: int = 0
+    # Its main-thread requests and the permission waits inside it: where the time went
+    # (sessions.timing), set as `time` when the turn ends.
+    segments: list[Segment] = field(default_factory=list)
+    waits: list[tuple[float, float]] = field(default_factory=list)
+    time: dict[TimePart, float] | None = None
 
     @property
     def duration_ms(self) -> float | None:
@@ -503,6 +509,7 @@ class Turn:
             "cost_by_class": classes_api(self.cost_by_class),
             "unpriced_requests": self.unpriced_requests,
             "idle_before_ms": self.idle_before_ms,
+            "time": None if self.time is None else dict(self.time),
             "subagents": [subagent_api(c) for c in self.agent_calls],
         }
 

@@ -44,6 +44,7 @@ from clauditor.sessions.models import (
 from clauditor.sessions.registry import RegistryEntry, project_of
 from clauditor.sessions.signals.engine import SignalEngine
 from clauditor.sessions.state import state_of
+from clauditor.sessions.timing import Segment, TimePart, breakdown
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +368,7 @@ class SessionTracker:
         ) and session.state_since is not None:
             session.state_source = view.source
             return
-        previous = session.state
+        previous, since = session.state, session.state_since
         session.state, session.state_source = view.state, view.source
         session.waiting_for, session.state_tool = view.waiting_for, view.tool
         now = self.clock.now()
@@ -375,6 +376,9 @@ class SessionTracker:
             # The registry says when its status changed; never later than now.
             now = min(now, max(session.registry.status_since, session.started_at))
         session.state_since = now
+        turn = session.current_turn
+        if previous == "needs_you" and view.state != "needs_you" and since is not None and turn:
+            turn.waits.append((since, max(now, since)))  # a permission prompt answered
         self._notify("state_changed", session, previous)
 
     # -- Claude Code's session registry ------------------------------------------------
@@ -650,12 +654,25 @@ class SessionTracker:
             return
         turn.outcome = outcome  # type: ignore[assignment]
         turn.ended_at = ts
+        turn.time = self._time_of(session, turn, ts)
         if outcome == "abandoned":
             for call in session.pending_tools.values():
                 if call.turn_index == turn.index and call.outcome == "pending":
                     call.outcome = "abandoned"
                     self._notify("tool_result", session, call)
         self._notify("turn_ended", session, turn)
+
+    @staticmethod
+    def _time_of(session: Session, turn: Turn, end: float) -> dict[TimePart, float]:
+        runs = [
+            (c.requested_at or c.seen_at, c.result_at if c.result_at is not None else end)
+            for c in turn.agent_calls
+            if not c.background and not c.subagent
+        ]
+        waits = list(turn.waits)
+        if session.state == "needs_you" and session.state_since is not None:
+            waits.append((session.state_since, end))  # still waiting as the turn ends
+        return breakdown(turn.started_at, end, turn.segments, runs, waits)
 
     def _turn(self, session: Session, index: int | None) -> Turn | None:
         if index is None:
@@ -891,6 +908,16 @@ class SessionTracker:
         turn = self._turn(session, record.turn_index)
         if turn is not None:
             turn.tokens.add(record.tokens)
+            if record.kind in TURN_KINDS:
+                turn.segments.append(
+                    Segment(
+                        record.started_at,
+                        max(event.ts, record.started_at),
+                        first_token=record.first_token_at,
+                        failed=record.error_type is not None,
+                        asked_tools=bool(record.tool_uses),
+                    )
+                )
         self._signal("exchange_finished", session, record, turn, result)
         if record.retry and record.error_type is None:
             self._recovered(session, record)
@@ -907,6 +934,7 @@ class SessionTracker:
                 turn.stop_reason = result.stop_reason
                 if turn.outcome == "completed" and turn.ended_at is not None:
                     turn.ended_at = max(turn.ended_at, event.ts)  # a re-asked compaction
+                    turn.time = self._time_of(session, turn, turn.ended_at)
                 self._end_turn(session, turn, event.ts, "completed")
         if (
             turn is not None

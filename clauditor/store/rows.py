@@ -21,7 +21,8 @@ from clauditor.sessions.models import (
 )
 from clauditor.sessions.registry import RegistryEntry
 from clauditor.sessions.signals.prices import COST_CLASSES
-from clauditor.store.schema import CLASS_COLUMNS
+from clauditor.sessions.timing import TIME_PARTS, TimePart
+from clauditor.store.schema import CLASS_COLUMNS, TIME_COLUMNS
 
 
 def class_columns(by_class: CostByClass | None) -> dict[str, float | None]:
@@ -37,6 +38,19 @@ def class_api(row: dict[str, Any]) -> dict[str, float] | None:
     if all(v is None for v in values.values()):
         return None
     return {c: round(v or 0.0, 6) for c, v in values.items()}
+
+
+def time_columns(time: dict[TimePart, float] | None) -> dict[str, float | None]:
+    """A turn's time breakdown as its six columns (all None while it is in progress)."""
+    return {p: None if time is None else time[p] for p in TIME_PARTS}
+
+
+def time_api(row: dict[str, Any]) -> dict[str, float] | None:
+    """The stored columns back as the turn's `time` (None for turns stored before v5)."""
+    values = {p: row.get(p) for p in TIME_PARTS}
+    if all(v is None for v in values.values()):
+        return None
+    return {p: v or 0.0 for p, v in values.items()}
 
 
 def _registry_columns(s: Session) -> dict[str, Any]:
@@ -121,6 +135,7 @@ def turn_row(t: Turn) -> dict[str, Any]:
         "trace_id": t.trace_id,
         "cost_usd": t.cost_usd,
         **class_columns(t.cost_by_class),
+        **time_columns(t.time),
     }
 
 
@@ -456,9 +471,10 @@ def turn_api_from_row(
     row: dict[str, Any], agent_calls: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """A stored turn; agent_calls: its Agent tool_calls rows (its subagent runs)."""
-    hidden = ("session_id", "compaction", "prompt_chars", *CLASS_COLUMNS)
+    hidden = ("session_id", "compaction", "prompt_chars", *CLASS_COLUMNS, *TIME_COLUMNS)
     out = {k: row[k] for k in row if k not in hidden}
     out["compaction"] = bool(row["compaction"])
     out["cost_by_class"] = class_api(row)
+    out["time"] = time_api(row)
     out["subagents"] = [subagent_api(tool_call_from_row(c)) for c in agent_calls or []]
     return out

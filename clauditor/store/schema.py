@@ -235,6 +235,25 @@ def _v4_claude_code_2_1_332(db: sqlite_utils.Database) -> None:
     sessions.add_column("pid", int)
 
 
+# sessions.timing.TIME_PARTS as columns, spelled out (a migration must not move).
+TIME_COLUMNS = (
+    "waiting_for_model_ms",
+    "generating_ms",
+    "tools_ms",
+    "waiting_for_you_ms",
+    "retries_ms",
+    "subagents_ms",
+)
+
+
+def _v5_turn_time(db: sqlite_utils.Database) -> None:
+    """Where each turn's time went (sessions.timing): six parts that add up to its
+    duration_ms. Null for turns stored before (and for turns still in progress)."""
+    turns = db.table("turns")
+    for column in TIME_COLUMNS:
+        turns.add_column(column, float)
+
+
 # One `sqlite-utils query clauditor.db "select * from <view>"` away from common questions.
 VIEWS: dict[str, str] = {
     "daily_cost_by_model": """
@@ -282,6 +301,7 @@ MIGRATIONS: list[Migration] = [
     _v2_traces_and_signals,
     _v3_history,
     _v4_claude_code_2_1_332,
+    _v5_turn_time,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -110,6 +110,7 @@ class MetricsListener(TrackerListener):
         self.tool_failures = create_instrument(m, n.TOOL_FAILURES)
         self.errors = create_instrument(m, n.ERRORS)
         self.turn_duration = create_instrument(m, n.TURN_DURATION)
+        self.turn_time = create_instrument(m, n.TURN_TIME)
         self.session_cost = create_instrument(m, n.SESSION_COST)
         self.sessions_started = create_instrument(m, n.SESSIONS_STARTED)
 
@@ -200,6 +201,8 @@ class MetricsListener(TrackerListener):
             self.turn_duration.record(
                 max(0.0, turn.ended_at - turn.started_at), {n.LABEL_OUTCOME: turn.outcome}
             )
+        for part, ms in (turn.time or {}).items():
+            self.turn_time.record(ms / 1000.0, {n.LABEL_TIME_PART: part.removesuffix("_ms")})
 
     def session_started(self, session: Session) -> None:
         self.sessions_started.add(1)

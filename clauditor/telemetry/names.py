@@ -75,6 +75,8 @@ TURN_ERRORS = "clauditor.turn.errors"
 TURN_COMPACTION = "clauditor.turn.compaction"
 TURN_COST_USD = "clauditor.turn.cost_usd"
 TURN_TRIGGER = "clauditor.turn.trigger"  # prompt | task_notification | compaction | resumed
+# + a part of sessions.timing.TIME_PARTS: clauditor.turn.time.tools_ms, ... (milliseconds)
+TURN_TIME_PREFIX = "clauditor.turn.time."
 VERIFIED = "clauditor.verified"  # False: the session carries drift (unverified_reasons)
 UNVERIFIED_REASONS = "clauditor.unverified_reasons"
 ABORTED_COST_USD = "clauditor.aborted.cost_usd"  # a failed attempt's usage, not billed
@@ -116,6 +118,7 @@ LABEL_REASON = "clauditor.reason"
 LABEL_STATE = "clauditor.state"
 LABEL_CONSUMER = "clauditor.consumer"
 LABEL_DRIFT_KIND = "clauditor.drift.kind"
+LABEL_TIME_PART = "clauditor.time.part"  # waiting_for_model, generating, tools, ... (6)
 
 # -- metrics -----------------------------------------------------------------------------
 InstrumentKind = Literal[
@@ -128,6 +131,7 @@ DURATION_BUCKETS = tuple(round(0.01 * 2**i, 2) for i in range(14))  # 0.01 .. 81
 TURN_DURATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
 FILL_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 COST_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0)
+TURN_TIME_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
 TURNS_BUCKETS = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
 
 
@@ -287,6 +291,15 @@ TURN_DURATION = _m(
     "Duration of user turns by outcome.",
     "clauditor_turn_duration_seconds",
     TURN_DURATION_BUCKETS,
+)
+TURN_TIME = _m(
+    "clauditor.turn.time",
+    "histogram",
+    "s",
+    "Where turns' time went, by clauditor.time.part (the parts of one turn add up to its "
+    "duration).",
+    "clauditor_turn_time_seconds",
+    TURN_TIME_BUCKETS,
 )
 SESSION_COST = _m(
     "clauditor.session.cost.usd",
@@ -497,6 +510,7 @@ METRICS: tuple[MetricSpec, ...] = (
     TOOL_FAILURES,
     ERRORS,
     TURN_DURATION,
+    TURN_TIME,
     SESSION_COST,
     SESSIONS_STARTED,
     ACTIVE_SESSIONS,

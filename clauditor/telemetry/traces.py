@@ -333,6 +333,8 @@ class TraceListener(TrackerListener):
             run.cost = turn.cost_usd or None  # the signal engine's, priced requests only
             span.set_attribute(n.TURN_TOOL_CALLS, turn.tool_calls)
             span.set_attribute(n.TURN_COMPACTION, turn.compaction)
+            for part, ms in (turn.time or {}).items():
+                span.set_attribute(f"{n.TURN_TIME_PREFIX}{part}", ms)
             if turn.stop_reason:
                 span.set_attribute(n.STOP_REASON, turn.stop_reason)
         if outcome == "error":

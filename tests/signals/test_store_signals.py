@@ -143,6 +143,9 @@ def test_a_stored_session_keeps_its_cost_by_class_and_subagent_runs(tmp_path: Pa
     assert [t["subagents"] for t in stored["turns"]] == [t["subagents"] for t in live_turns]
     assert [t["cost_by_class"] for t in stored["turns"]] == [t["cost_by_class"] for t in live_turns]
     assert [t["trigger"] for t in stored["turns"]] == ["prompt", "task_notification"]
+    # Where each turn's time went reads back as the live turn has it.
+    assert [t["time"] for t in stored["turns"]] == [t["time"] for t in live_turns]
+    assert stored["turns"][0]["time"]["tools_ms"] == 500.0  # the launch acknowledgement
 
 
 def test_the_cost_columns_are_the_cost_classes() -> None:
@@ -150,3 +153,10 @@ def test_the_cost_columns_are_the_cost_classes() -> None:
     from clauditor.store.schema import CLASS_COLUMNS
 
     assert tuple(f"cost_{c}_usd" for c in COST_CLASSES) == CLASS_COLUMNS
+
+
+def test_the_time_columns_are_the_time_parts() -> None:
+    from clauditor.sessions.timing import TIME_PARTS
+    from clauditor.store.schema import TIME_COLUMNS
+
+    assert TIME_PARTS == TIME_COLUMNS

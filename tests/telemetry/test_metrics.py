@@ -80,6 +80,11 @@ def test_clauditor_counters_for_a_tool_round_trip(rig: Rig) -> None:
     assert value(rig, n.TOOL_CALLS, gen_ai__tool__name="Bash") == 1
     assert value(rig, n.TOOL_FAILURES) == 0
     assert hist(rig, n.TURN_DURATION, clauditor__outcome="completed") == (1, 3.25)
+    # Its time by part: 2 s and 1 s exchanges (first token halfway), a 0.25 s tool.
+    assert hist(rig, n.TURN_TIME, clauditor__time__part="waiting_for_model") == (1, 1.5)
+    assert hist(rig, n.TURN_TIME, clauditor__time__part="generating") == (1, 1.5)
+    assert hist(rig, n.TURN_TIME, clauditor__time__part="tools") == (1, 0.25)
+    assert hist(rig, n.TURN_TIME, clauditor__time__part="retries") == (1, 0.0)
     count, fill = hist(rig, n.CONTEXT_FILL_METRIC, gen_ai__request__model="claude-opus-4-8")
     assert count == 1 and fill == (41 + 17552 + 1609) / 1_000_000  # once, at the turn's end
 

@@ -69,6 +69,20 @@ def test_tool_round_trip_shape_times_and_attributes(rig: Rig) -> None:
     assert a[n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 17552
     assert a[n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] == 17552 + 1609
     assert n.GEN_AI_INPUT_MESSAGES not in a  # content capture is off by default
+    # Where its 3.25 s went: 2 s and 1 s exchanges (first token halfway), a 0.25 s tool.
+    time = {
+        k.removeprefix(n.TURN_TIME_PREFIX): v
+        for k, v in a.items()
+        if k.startswith(n.TURN_TIME_PREFIX)
+    }
+    assert time == {
+        "waiting_for_model_ms": 1500.0,
+        "generating_ms": 1500.0,
+        "tools_ms": 250.0,
+        "waiting_for_you_ms": 0.0,
+        "retries_ms": 0.0,
+        "subagents_ms": 0.0,
+    }
 
     c = first.attributes
     assert first.name == "chat claude-opus-4-8"
