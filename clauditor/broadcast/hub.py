@@ -455,6 +455,7 @@ class WatchHub(TrackerListener):
             requests=turn.requests,
             tool_calls=turn.tool_calls,
             errors=turn.errors,
+            time=None if turn.time is None else dict(turn.time),
         )
 
     def request_started(self, session: Session, request: RequestRecord) -> None:

@@ -40,6 +40,7 @@ def history_events(detail: dict[str, Any], now: float) -> list[dict[str, Any]]:
                     duration_ms=t.get("duration_ms"),
                     usage={"output_tokens": t.get("output_tokens") or 0},
                     cost_usd=t.get("cost_usd"),
+                    time=t.get("time"),
                 )
             )
     for r in detail.get("requests", []):

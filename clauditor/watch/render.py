@@ -17,7 +17,7 @@ from rich.text import Text
 
 from clauditor.broadcast.names import short_id
 from clauditor.safetext import terminal_text
-from clauditor.watch.state import SessionView, WatchState, parse_ts
+from clauditor.watch.state import SessionView, TurnTime, WatchState, parse_ts
 
 DOTS: dict[str, tuple[str, str]] = {
     "needs-you": ("▲", "bold red"),
@@ -530,6 +530,69 @@ def render_dashboard(
     return Group(*parts)
 
 
+# Where a turn's time went, one glyph and colour per part (sessions.timing.TIME_PARTS):
+# distinct glyphs, so the bar still reads without colour.
+TIME_GLYPHS: dict[str, tuple[str, str, str]] = {
+    "waiting_for_model_ms": ("░", "grey62", "model"),
+    "generating_ms": ("█", "green", "generating"),
+    "tools_ms": ("▒", "cyan", "tools"),
+    "waiting_for_you_ms": ("▓", "bold red", "you"),
+    "retries_ms": ("↻", "yellow", "retries"),
+    "subagents_ms": ("▞", "blue", "subagents"),
+}
+TIME_BAR = 24
+
+
+def _apportion(parts: dict[str, float], cells: int) -> dict[str, int]:
+    """`cells` characters shared out in proportion to the parts (largest remainder)."""
+    total = sum(parts.values())
+    if total <= 0 or cells <= 0:
+        return dict.fromkeys(parts, 0)
+    exact = {k: v * cells / total for k, v in parts.items()}
+    out = {k: int(v) for k, v in exact.items()}
+    rest = sorted(parts, key=lambda k: exact[k] - out[k], reverse=True)
+    for k in rest[: cells - sum(out.values())]:
+        out[k] += 1
+    return out
+
+
+def time_legend() -> Text:
+    legend = Text("time   ", style="grey50")
+    for glyph, style, label in TIME_GLYPHS.values():
+        legend.append(glyph, style=style)
+        legend.append(f" {label}  ", style="grey70")
+    return legend
+
+
+def time_bar(t: TurnTime, longest_ms: float, width: int = TIME_BAR) -> Text:
+    """One turn: a bar as long as the turn (the longest shown fills `width`), split by
+    part, then its duration and its two largest parts as shares."""
+    total = sum(t.parts.values())
+    line = Text(f"turn {t.turn:<3}", style="grey50")
+    cells = 0
+    if total > 0 and longest_ms > 0:
+        cells = min(width, max(1, round(width * total / longest_ms)))
+    for part, n in _apportion(t.parts, cells).items():
+        glyph, style, _ = TIME_GLYPHS[part]
+        line.append(glyph * n, style=style)
+    line.append(" " * (width - cells + 1))
+    line.append(f"{duration(t.duration_ms if t.duration_ms is not None else total):>6}")
+    top = sorted((v, k) for k, v in t.parts.items() if v > 0)[::-1][:2]
+    if total > 0 and top:
+        shares = " · ".join(f"{TIME_GLYPHS[k][2]} {v / total:.0%}" for v, k in top)
+        line.append(f"  {shares}", style="grey70")
+    return line
+
+
+def time_lines(view: SessionView, limit: int) -> list[Text]:
+    """The newest `limit` ended turns' bars, under a legend (nothing when none)."""
+    turns = [view.turn_times[k] for k in sorted(view.turn_times)[-limit:]] if limit > 0 else []
+    if not turns:
+        return []
+    longest = max(sum(t.parts.values()) for t in turns)
+    return [time_legend(), *(time_bar(t, longest) for t in turns)]
+
+
 def render_session(
     state: WatchState,
     session_id: str,
@@ -600,6 +663,8 @@ def render_session(
     if view.errors:
         grid.add_row("errors", Text(f"{view.errors} ({view.last_error or '?'})", style="red"))
     parts.append(grid)
+    # Up to 5 turns' bars, and fewer on a short pane: the events keep most of the room.
+    parts += time_lines(view, min(5, (height - 18) // 2))
     parts.append(quota_line(state.quota, now, tz))
     used = len(parts) - 1 + grid.row_count  # the grid is one part of row_count lines
     room = height - used - 1

@@ -10,6 +10,7 @@ from typing import Any
 
 from clauditor.broadcast.names import display_name
 from clauditor.safetext import terminal_safe
+from clauditor.sessions.timing import TIME_PARTS
 
 FEED_MAX = 300
 # Feed lines for one session view keep their own, longer history.
@@ -42,6 +43,18 @@ def _num(value: Any) -> float | None:
 
 def _int(value: Any, default: int = 0) -> int:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+TURN_TIMES_KEPT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTime:
+    """One ended turn's time breakdown as /watch sent it (sessions.timing)."""
+
+    turn: int
+    duration_ms: float | None
+    parts: dict[str, float]
 
 
 @dataclass
@@ -85,6 +98,8 @@ class SessionView:
     state_tool: str | None = None
     project: str | None = None
     tmux_pane: str | None = None
+    # The newest ended turns' time breakdowns (turn_end `time`), by turn number.
+    turn_times: dict[int, TurnTime] = field(default_factory=dict)
 
     @property
     def activity(self) -> str:
@@ -192,9 +207,22 @@ class WatchState:
         if view is None:
             # Joined mid-session without a snapshot (it was not live when we subscribed).
             view = self._new(sid)
+        if kind == "turn_end":
+            # Idempotent by turn number: replayed and history turns fill it too.
+            self._turn_time(view, event)
         if not (replay and sid in self._fresh):
             self._fold(view, kind, event)
         self._feed(event)
+
+    @staticmethod
+    def _turn_time(view: SessionView, e: dict[str, Any]) -> None:
+        time, turn = e.get("time"), e.get("turn")
+        if not isinstance(time, dict) or not isinstance(turn, int):
+            return
+        parts = {p: _num(time.get(p)) or 0.0 for p in TIME_PARTS}
+        view.turn_times[turn] = TurnTime(turn, _num(e.get("duration_ms")), parts)
+        while len(view.turn_times) > TURN_TIMES_KEPT:
+            del view.turn_times[min(view.turn_times)]
 
     def _new(self, sid: str) -> SessionView:
         view = SessionView(sid, order=len(self.sessions), name=display_name(None, sid))

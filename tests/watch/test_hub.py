@@ -140,6 +140,15 @@ def test_tool_round_trip_events_in_order(
     assert (end["turn"], end["outcome"], end["stop_reason"]) == (1, "completed", "end_turn")
     assert end["duration_ms"] == 3250.0
     assert end["usage"]["output_tokens"] == 18 + 19
+    # 2 s and 1 s exchanges with the first token halfway, and the 0.25 s tool.
+    assert end["time"] == {
+        "waiting_for_model_ms": 1500.0,
+        "generating_ms": 1500.0,
+        "tools_ms": 250.0,
+        "waiting_for_you_ms": 0.0,
+        "retries_ms": 0.0,
+        "subagents_ms": 0.0,
+    }
     # The turn_end comes after its final request_end, so its cost includes it.
     request_costs = [e["cost_usd"] for e in mine if e["type"] == "request_end"]
     assert end["cost_usd"] == pytest.approx(sum(request_costs), abs=1e-5)

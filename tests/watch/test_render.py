@@ -215,6 +215,32 @@ def test_single_session_view() -> None:
     )
 
 
+def test_session_view_shows_where_each_turns_time_went() -> None:
+    state = two_sessions()
+    # Turn 2: 8 s, half of it a tool; turn 3: 4 s, a quarter of it a permission prompt.
+    state.apply(ev("turn_end", B, 8, turn=2, outcome="completed", duration_ms=8000.0,
+                   time={"waiting_for_model_ms": 1000.0, "generating_ms": 3000.0,
+                         "tools_ms": 4000.0, "waiting_for_you_ms": 0.0, "retries_ms": 0.0,
+                         "subagents_ms": 0.0}))  # fmt: skip
+    state.apply(ev("turn_end", B, 9, turn=3, outcome="completed", duration_ms=4000.0,
+                   time={"waiting_for_model_ms": 500.0, "generating_ms": 1500.0,
+                         "tools_ms": 0.0, "waiting_for_you_ms": 1000.0, "retries_ms": 1000.0,
+                         "subagents_ms": 0.0}))  # fmt: skip
+    out = text(render_session(state, B, T0 + 10, height=24, url=URL, tz=UTC), 80)
+    lines = out.splitlines()
+    legend = lines.index("time   ░ model  █ generating  ▒ tools  ▓ you  ↻ retries  ▞ subagents")
+    # The longer turn fills 24 cells (3 + 9 + 12); the other is half as long (12 cells).
+    assert lines[legend + 1 : legend + 3] == [
+        "turn 2  ░░░█████████▒▒▒▒▒▒▒▒▒▒▒▒   8.0s  tools 50% · generating 38%",
+        "turn 3  ░░████▓▓▓↻↻↻               4.0s  generating 38% · you 25%",
+    ]
+    # A turn sent without a breakdown (an older core) shows no bar.
+    assert not any(line.startswith("turn 1 ") for line in lines)
+    # A short pane keeps its room for the events.
+    short = text(render_session(state, B, T0 + 10, height=14, url=URL, tz=UTC), 80)
+    assert "░ model" not in short
+
+
 def test_unknown_session_waits() -> None:
     out = text(render_session(WatchState(), "nope", T0, url=URL, tz=UTC), 80)
     assert out.splitlines()[1] == "waiting for session nope…"
