@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from clauditor.claude_code import AGENT_TOOLS
+
 Severity = Literal["info", "warning", "critical"]
 Row = dict[str, Any]
 
@@ -23,6 +25,10 @@ SLOW_TTFT_FACTOR = 3.0
 SLOW_TTFT_MIN_MS = 2000.0
 RUNAWAY_SESSION_USD = 10.0
 RUNAWAY_TURN_USD = 2.0
+# Where the time went: said once the session has this much turn time and one part (other
+# than the model's own generating) took at least this share of it.
+TIME_MIN_SECONDS = 60.0
+TIME_DOMINANT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -270,6 +276,83 @@ def runaway_cost(s: SessionRows) -> Finding | None:
     )
 
 
+# sessions.timing.TIME_PARTS as stored, with the words a finding uses for each.
+_TIME_WORDS = {
+    "waiting_for_model_ms": "waiting for the model's first token",
+    "generating_ms": "the model generating",
+    "tools_ms": "tools",
+    "waiting_for_you_ms": "waiting for you (permission prompts)",
+    "retries_ms": "failed attempts and retry backoff",
+    "subagents_ms": "foreground subagents",
+}
+_TIME_ADVICE = {
+    "waiting_for_model_ms": [
+        "Large contexts and cache misses slow the first token: compact, keep the cache warm.",
+    ],
+    "tools_ms": [
+        "Make the slowest command faster or narrower (a test subset, a smaller search).",
+        "Long-running commands can run in the background while the agent works on.",
+    ],
+    "waiting_for_you_ms": [
+        "Allow the commands you always approve (permissions in Claude Code's settings).",
+        "`clauditor watch --notify` rings when a session waits on you.",
+    ],
+    "retries_ms": ["Anthropic was overloaded or rate-limited; see the retry findings."],
+    "subagents_ms": ["Background subagents (the Agent tool's default) let the turn go on."],
+}
+
+
+def _minutes(ms: float) -> str:
+    seconds = ms / 1000.0
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min".replace(".0 min", " min")
+
+
+def time_went_to(s: SessionRows) -> Finding | None:
+    """The part of the session's turn time that dominates it, with the worst offender."""
+    totals = {p: sum(t.get(p) or 0.0 for t in s.turns) for p in _TIME_WORDS}
+    whole = sum(totals.values())
+    if whole < TIME_MIN_SECONDS * 1000.0:
+        return None
+    part = max((p for p in totals if p != "generating_ms"), key=lambda p: totals[p])
+    share = totals[part] / whole
+    if share < TIME_DOMINANT_SHARE:
+        return None
+    message = f"{share:.0%} of this session's turn time was {_TIME_WORDS[part]}"
+    evidence: dict[str, Any] = {
+        "turns": sorted(
+            t["turn"]
+            for t in s.turns
+            if t.get("turn") is not None
+            and (t.get(part) or 0.0) > 0
+            and (t.get(part) or 0.0) >= max(t.get(p) or 0.0 for p in _TIME_WORDS)
+        ),
+        "share": round(share, 3),
+        "time_ms": {p: round(v, 3) for p, v in totals.items()},
+    }
+    calls = [
+        c
+        for c in s.tool_calls
+        if c.get("duration_ms") is not None
+        and not c.get("subagent")
+        and not c.get("background")
+        and (c.get("name") in AGENT_TOOLS) == (part == "subagents_ms")
+    ]
+    if part in ("tools_ms", "subagents_ms") and calls:
+        worst = max(calls, key=lambda c: c["duration_ms"])
+        what = worst.get("input_summary") or ""
+        label = f"{worst['name']} `{what}`" if what else str(worst["name"])
+        message += f"; {label} alone {_minutes(worst['duration_ms'])}"
+        evidence["longest_tool"] = {
+            "name": worst["name"],
+            "summary": what or None,
+            "duration_ms": worst["duration_ms"],
+            "turn": worst.get("turn"),
+        }
+    return Finding("time_went_to", "info", message + ".", evidence, _TIME_ADVICE[part])
+
+
 RULES: list[Callable[[SessionRows], Finding | None]] = [
     cache_miss_ttl,
     cache_thrash,
@@ -282,6 +365,7 @@ RULES: list[Callable[[SessionRows], Finding | None]] = [
     retry_storm,
     slow_turns,
     runaway_cost,
+    time_went_to,
 ]
 
 

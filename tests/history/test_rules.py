@@ -145,3 +145,60 @@ def test_runaway_cost() -> None:
     (f,) = diagnose(healthy(estimated_cost_usd=12.5))
     assert f.code == "runaway_cost"
     assert "$12.50" in f.message
+
+
+def _timed_turn(turn: int, **ms: float) -> dict[str, Any]:
+    parts = ("waiting_for_model", "generating", "tools", "waiting_for_you", "retries", "subagents")
+    return {"turn": turn, "cost_usd": 0.1, **{f"{p}_ms": ms.get(p, 0.0) for p in parts}}
+
+
+def test_time_went_to_tools_names_the_slowest_call() -> None:
+    h = healthy()
+    turns = [
+        _timed_turn(1, waiting_for_model=20_000, generating=30_000, tools=250_000),
+        _timed_turn(2, waiting_for_model=40_000, generating=45_000, tools=15_000),
+    ]
+    calls = [
+        {**_tool(1), "input_summary": "npm test", "duration_ms": 240_000.0, "turn": 1},
+        {**_tool(2), "input_summary": "ls", "duration_ms": 10_000.0, "turn": 1},
+        # A subagent's own slow command is inside its run, not the turn's tools.
+        {**_tool(3), "input_summary": "sleep", "duration_ms": 900_000.0, "subagent": 1},
+    ]
+    (f,) = diagnose(SessionRows(h.session, turns, h.requests, calls))
+    # 265 s of tools in 400 s of turn time.
+    assert f.code == "time_went_to"
+    assert f.message == "66% of this session's turn time was tools; Bash `npm test` alone 4 min."
+    assert f.evidence["share"] == 0.662
+    assert f.evidence["turns"] == [1]
+    assert f.evidence["longest_tool"] == {
+        "name": "Bash",
+        "summary": "npm test",
+        "duration_ms": 240_000.0,
+        "turn": 1,
+    }
+
+
+def test_time_went_to_you() -> None:
+    h = healthy()
+    turns = [_timed_turn(1, generating=10_000, tools=5_000, waiting_for_you=45_000)]
+    (f,) = diagnose(SessionRows(h.session, turns, h.requests, h.tool_calls))
+    assert f.message == (
+        "75% of this session's turn time was waiting for you (permission prompts)."
+    )
+    assert "longest_tool" not in f.evidence
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [
+        # Under a minute of turn time: nothing worth saying.
+        _timed_turn(1, tools=50_000, generating=5_000),
+        # The model generating most of the time is the work itself.
+        _timed_turn(1, generating=100_000, tools=20_000),
+        # No part above half.
+        _timed_turn(1, generating=40_000, tools=35_000, waiting_for_model=30_000),
+    ],
+)
+def test_time_went_to_stays_quiet(turn: dict[str, Any]) -> None:
+    h = healthy()
+    assert codes(SessionRows(h.session, [turn], h.requests, h.tool_calls)) == []
