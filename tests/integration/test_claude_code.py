@@ -69,3 +69,30 @@ def test_claude_code_bash_round_trip(
     for path in stack.db.parent.glob(stack.db.name + "*"):
         assert FAKE_KEY.encode() not in path.read_bytes(), path
     assert all(FAKE_KEY not in line for line in stack.log)
+
+
+def test_claude_code_turn_time_shows_a_two_second_tool(
+    claude_cli: Cli, stack: Stack, tmp_path: Path
+) -> None:
+    """Where the turn's time went, for a real `sleep 2` that Claude Code's Bash tool runs:
+    tools_ms within 10 % of 2,000 ms, and the parts add up to the turn."""
+    sleep = '[[fake:tool Bash {"command": "sleep 2", "description": "Wait two seconds"}]]'
+    lines = run_claude(claude_cli, stack.proxy_url, tmp_path, f"Wait {sleep}")
+    init = next(x for x in lines if x.get("type") == "system" and x.get("subtype") == "init")
+    session_id = init["session_id"]
+
+    def ended_turn() -> dict | None:
+        turns = stack.session(session_id).get("turns") or []
+        return turns[0] if turns and turns[0]["time"] is not None else None
+
+    turn = wait_until(ended_turn, timeout=15)
+    assert turn["outcome"] == "completed"
+    time = turn["time"]
+    # The tool's time includes Claude Code's own work around it (spawning the shell,
+    # writing the next request): 2,046 ms measured with 2.1.332 and 2,145 ms with
+    # 2.1.197, whose Bash tool does more before it runs the command.
+    slack = 200.0 if claude_cli.version == "2.1.332" else 500.0
+    assert 2000.0 <= time["tools_ms"] <= 2000.0 + slack, time
+    assert sum(time.values()) == pytest.approx(turn["duration_ms"], abs=0.01)
+    assert time["waiting_for_you_ms"] == time["retries_ms"] == time["subagents_ms"] == 0.0
+    assert time["waiting_for_model_ms"] > 0 and time["generating_ms"] > 0
