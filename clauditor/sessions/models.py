@@ -298,6 +298,8 @@ class SessionSignals:
     last_main_model: str | None = None  # client-side fallback detection
     last_main_turn: int | None = None
     quota: QuotaView | None = None  # merged from this session's responses
+    # Window → the utilization this session's responses added (an estimate: see the engine).
+    quota_share: dict[str, float] = field(default_factory=dict)
     errors_by_type: Counter[str] = field(default_factory=Counter)
     ttft_ms: deque[float] = field(default_factory=lambda: deque(maxlen=TTFT_KEPT))
 
@@ -345,6 +347,7 @@ class SessionSignals:
             "compactions": self.compactions,
             "compacted_at": [iso(t) for t in self.compacted_at],
             "quota": self.quota.as_api() if self.quota is not None else None,
+            "quota_share": {w: round(v, 6) for w, v in sorted(self.quota_share.items())},
             "errors_by_type": dict(self.errors_by_type),
             "ttft_ms_p50": self.ttft_ms_p50,
         }

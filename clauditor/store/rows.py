@@ -45,7 +45,7 @@ def time_columns(time: dict[TimePart, float] | None) -> dict[str, float | None]:
     return {p: None if time is None else time[p] for p in TIME_PARTS}
 
 
-def time_api(row: dict[str, Any]) -> dict[str, float] | None:
+def time_api(row: dict[str, Any]) -> dict[TimePart, float] | None:
     """The stored columns back as the turn's `time` (None for turns stored before v5)."""
     values = {p: row.get(p) for p in TIME_PARTS}
     if all(v is None for v in values.values()):
@@ -98,6 +98,9 @@ def session_row(s: Session) -> dict[str, Any]:
         "subagent_cost_usd": s.signals.subagent_cost_usd,
         "unpriced_requests": s.signals.unpriced_requests,
         "aborted_cost_usd": s.signals.aborted_cost_usd,
+        "quota_share_json": json.dumps(
+            {w: round(v, 6) for w, v in sorted(s.signals.quota_share.items())}
+        ),
         "verified": int(not s.unverified_reasons),
         "state": s.state,
         "state_since": iso(s.state_since),
@@ -281,6 +284,8 @@ def session_from_row(row: dict[str, Any]) -> Session:
     sig.context_peak = row.get("context_peak")
     sig.compactions = row.get("compactions") or 0
     sig.fallbacks = row.get("fallbacks") or 0
+    shares = json_column(row.get("quota_share_json"), {})
+    sig.quota_share = {str(w): float(v) for w, v in shares.items() if isinstance(v, (int, float))}
     return session
 
 
@@ -301,6 +306,7 @@ def turn_from_row(row: dict[str, Any]) -> Turn:
         cost_usd=row.get("cost_usd"),
         cost_by_class=class_api(row),
         unpriced_requests=row.get("unpriced_requests") or 0,
+        time=time_api(row),
     )
     turn.tokens = TokenCounts(
         input=row["input_tokens"] or 0,
@@ -399,6 +405,7 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "fallbacks": row.get("fallbacks") or 0,
         "compactions": row.get("compactions") or 0,
         "quota": None,
+        "quota_share": json_column(row.get("quota_share_json"), {}),
         "ttft_ms_p50": None,
         "live": False,
     }

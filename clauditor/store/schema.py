@@ -246,12 +246,15 @@ TIME_COLUMNS = (
 )
 
 
-def _v5_turn_time(db: sqlite_utils.Database) -> None:
+def _v5_time_and_quota_share(db: sqlite_utils.Database) -> None:
     """Where each turn's time went (sessions.timing): six parts that add up to its
-    duration_ms. Null for turns stored before (and for turns still in progress)."""
+    duration_ms, null for turns stored before (and while in progress); each session's
+    share of the quota windows."""
     turns = db.table("turns")
     for column in TIME_COLUMNS:
         turns.add_column(column, float)
+    # Window → the utilization the session's responses added (an estimate).
+    db.table("sessions").add_column("quota_share_json", str)
 
 
 # One `sqlite-utils query clauditor.db "select * from <view>"` away from common questions.
@@ -301,7 +304,7 @@ MIGRATIONS: list[Migration] = [
     _v2_traces_and_signals,
     _v3_history,
     _v4_claude_code_2_1_332,
-    _v5_turn_time,
+    _v5_time_and_quota_share,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

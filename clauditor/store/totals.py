@@ -9,6 +9,8 @@ counted apart (`unobserved_requests`), never in `errors` or `errors_by_type`.
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,7 +20,7 @@ from clauditor.clock import iso
 from clauditor.sessions.models import TokenCounts
 from clauditor.sessions.signals.errors import error_category
 from clauditor.sessions.signals.prices import COST_CLASSES
-from clauditor.store.rows import class_api
+from clauditor.store.rows import class_api, parse_iso
 
 PERIODS = ("today", "week", "month")
 
@@ -140,7 +142,54 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
 
 
 def summary(db: sqlite_utils.Database, now: float) -> dict[str, Any]:
-    return {name: period_totals(db, since) for name, since in period_starts(now).items()}
+    out: dict[str, Any] = {
+        name: period_totals(db, since) for name, since in period_starts(now).items()
+    }
+    out["quota_top_sessions"] = quota_top_sessions(db, now)
+    return out
+
+
+_WINDOW_LENGTH = re.compile(r"^(\d+)([mhd])")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+TOP_SESSIONS = 5
+
+
+def quota_top_sessions(db: sqlite_utils.Database, now: float) -> dict[str, list[dict[str, Any]]]:
+    """Window → the sessions active within its length that added most to it (quota_share,
+    an estimate), largest first."""
+    shares: dict[str, list[dict[str, Any]]] = {}
+    rows = db.execute(
+        "select session_id, project, first_prompt, quota_share_json, last_activity_at"
+        " from sessions where quota_share_json is not null and quota_share_json != '{}'"
+        " and last_activity_at >= ?",
+        [iso(now - 7 * 86400)],
+    ).fetchall()
+    for session_id, project, first_prompt, share_json, last_activity in rows:
+        try:
+            share = json.loads(share_json)
+        except ValueError:
+            continue
+        if not isinstance(share, dict):
+            continue
+        for window, value in share.items():
+            m = _WINDOW_LENGTH.match(str(window))
+            length = int(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else 7 * 86400
+            if not isinstance(value, (int, float)) or value <= 0:
+                continue
+            if (parse_iso(last_activity) or 0.0) < now - length:
+                continue
+            shares.setdefault(str(window), []).append(
+                {
+                    "session_id": session_id,
+                    "project": project,
+                    "first_prompt": first_prompt,
+                    "share": round(float(value), 6),
+                }
+            )
+    return {
+        w: sorted(rows, key=lambda r: (-r["share"], r["session_id"]))[:TOP_SESSIONS]
+        for w, rows in sorted(shares.items())
+    }
 
 
 def tokens_since(db: sqlite_utils.Database, since: float) -> TokenCounts:

@@ -347,6 +347,40 @@ def test_quota_headers_at_allowed_warning() -> None:
     assert sc.session().as_api()["errors_by_type"] == {"http_429": 1}
 
 
+def _unified(five_h: float, seven_d: float, five_h_reset: int = 1_800_018_000) -> dict[str, str]:
+    return {
+        "anthropic-ratelimit-unified-status": "allowed",
+        "anthropic-ratelimit-unified-5h-utilization": str(five_h),
+        "anthropic-ratelimit-unified-5h-reset": str(five_h_reset),
+        "anthropic-ratelimit-unified-7d-utilization": str(seven_d),
+        "anthropic-ratelimit-unified-7d-reset": "1800500000",
+    }
+
+
+def test_each_rise_of_a_quota_window_goes_to_the_session_that_reported_it() -> None:
+    sc = Scenario()
+    a, b = SESSION, "5e55a0e1-0000-4000-8000-00000000beef"
+    sc.send(record("a1", usage(input=10, output=1), session=a), quota=_unified(0.10, 0.30))
+    sc.send(record("b1", usage(input=10, output=1), session=b), quota=_unified(0.14, 0.31))
+    sc.send(record("a2", usage(input=10, output=1), session=a), quota=_unified(0.20, 0.33))
+    sc.send(record("b2", usage(input=10, output=1), session=b), quota=_unified(0.20, 0.33))
+    # The 5h window resets (a new period): its first value is no one's rise.
+    sc.send(
+        record("a3", usage(input=10, output=1), session=a),
+        quota=_unified(0.02, 0.34, five_h_reset=1_800_036_000),
+    )
+    sc.send(
+        record("b3", usage(input=10, output=1), session=b),
+        quota=_unified(0.05, 0.34, five_h_reset=1_800_036_000),
+    )
+    # The first report is the baseline. 5h: b +0.04, a +0.06, then the new period's
+    # first value (a's), then b +0.03. 7d: b +0.01, a +0.02, a +0.01.
+    share_a = sc.session(a).as_api()["quota_share"]
+    share_b = sc.session(b).as_api()["quota_share"]
+    assert share_a == {"5h": pytest.approx(0.06), "7d": pytest.approx(0.03)}
+    assert share_b == {"5h": pytest.approx(0.07), "7d": pytest.approx(0.01)}
+
+
 @pytest.mark.parametrize("model", sorted(packaged_prices().models))
 def test_cost_is_tokens_times_table_prices_for_every_model(model: str) -> None:
     sc = Scenario()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
-from clauditor.clock import ManualClock
+from clauditor.clock import ManualClock, iso
 from clauditor.store.database import connect
 from clauditor.store.store import Store
 from clauditor.store.totals import period_starts
@@ -75,7 +77,8 @@ def test_period_totals(tmp_path: Path) -> None:
     try:
         now = sc.clock.now()
         out = asyncio.run(store.summary(now))
-        assert set(out) == {"today", "week", "month"}
+        assert set(out) == {"today", "week", "month", "quota_top_sessions"}
+        assert out["quota_top_sessions"] == {}  # no quota headers in these requests
         today = out["today"]
         assert today["since"] == "2027-01-15T00:00:00.000Z"
         assert (today["sessions"], today["turns"], today["requests"]) == (1, 4, 4)
@@ -160,3 +163,36 @@ def test_the_time_columns_are_the_time_parts() -> None:
     from clauditor.store.schema import TIME_COLUMNS
 
     assert TIME_PARTS == TIME_COLUMNS
+
+
+def test_the_summary_names_the_sessions_that_used_the_quota_windows(tmp_path: Path) -> None:
+    from clauditor.store.schema import migrate
+    from clauditor.store.totals import quota_top_sessions
+
+    now = 1_800_000_000.0
+    db = sqlite_utils.Database(tmp_path / "q.db")
+    migrate(db)
+
+    def session(sid: str, hours_ago: float, share: dict[str, float]) -> None:
+        db.table("sessions").insert(
+            {
+                "session_id": sid,
+                "status": "active",
+                "started_at": iso(now - 86_400),
+                "last_activity_at": iso(now - hours_ago * 3600),
+                "project": "app",
+                "first_prompt": f"prompt {sid}",
+                "quota_share_json": json.dumps(share),
+            }
+        )
+
+    session("s1", 0.1, {"5h": 0.06})
+    session("s2", 1, {"5h": 0.07, "7d": 0.01})
+    session("s3", 48, {"7d": 0.2})
+    session("s4", 6, {"5h": 0.5})  # active 6 h ago: not in this 5 h window
+    session("s5", 1, {})
+    top = quota_top_sessions(db, now)
+    assert {w: [(r["session_id"], r["share"]) for r in rows] for w, rows in top.items()} == {
+        "5h": [("s2", 0.07), ("s1", 0.06)],
+        "7d": [("s3", 0.2), ("s2", 0.01)],
+    }

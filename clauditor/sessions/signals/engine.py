@@ -64,6 +64,8 @@ from clauditor.sessions.signals.weekly import WeeklyTokens, week_start
 FACTS_KEPT = 10_000  # exchanges between parse and finish; more means finishes were lost
 DAYS_KEPT = 62
 COMPACTIONS_KEPT = 50
+# Two reports of one quota window whose resets differ by more than this are two periods.
+QUOTA_SAME_PERIOD_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,7 @@ class SignalEngine:
         view = parse_quota(quota.values, ts)
         if view is None:
             return
+        self._attribute_quota(session, view)
         if self.quota is None:
             self.quota = view.copy()
         else:
@@ -178,6 +181,28 @@ class SignalEngine:
             s.quota = view
         else:
             s.quota.merge(view)
+
+    def _attribute_quota(self, session: Session, view: QuotaView) -> None:
+        """Each rise of a window's account-wide utilization since the previous response
+        seen (of any session) goes to the session whose response reported it. An estimate:
+        the headers say how full the window is, not who filled it, and use from elsewhere
+        (claude.ai, another machine) lands on whichever session reports next. A new window
+        period (its reset moved) starts over from the value it reports."""
+        before = self.quota.windows if self.quota is not None else {}
+        for name, window in view.windows.items():
+            prior = before.get(name)
+            if window.utilization is None or prior is None or prior.utilization is None:
+                continue
+            if (
+                window.reset_at is not None
+                and prior.reset_at is not None
+                and abs(window.reset_at - prior.reset_at) > QUOTA_SAME_PERIOD_SECONDS
+            ):
+                continue
+            rise = window.utilization - prior.utilization
+            if rise > 0:
+                share = session.signals.quota_share
+                share[name] = share.get(name, 0.0) + rise
 
     def exchange_finished(
         self, session: Session, record: RequestRecord, turn: Turn | None, result: MessageResult
