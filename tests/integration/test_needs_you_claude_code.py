@@ -93,6 +93,8 @@ def test_a_permission_prompt_is_needs_you_with_an_alert(fake: FakeUpstream, tmp_
         assert (first["project"], first["cwd"]) == ("project", str(project))
         assert first["tmux_pane"] == entry["tmux"] and first["state_source"] == "claude_code"
 
+        # The registry can say idle before the TUI takes keys: type once its box is drawn.
+        wait_until(lambda: PROMPT_BOX in tmux.capture("cc"), timeout=30)
         tmux("send-keys", "-t", "cc", PROMPT)
         tmux("send-keys", "-t", "cc", "Enter")
 
@@ -135,12 +137,20 @@ def test_a_permission_prompt_is_needs_you_with_an_alert(fake: FakeUpstream, tmp_
         pane = entry["tmux"].rsplit(".", 1)[1]
         assert tmux("display-message", "-p", "-t", pane, "#{pane_active}").strip() == "1"
 
+        answered_at = time.time()
         tmux("send-keys", "-t", "cc", "Enter")  # 1. Yes
         wait_until(lambda: session().get("state") not in (None, "needs_you"), timeout=30)
         wait_until(lambda: stack.get("/api/alerts").json()["active"] == [], timeout=10)
         done = wait_until(lambda: session().get("state") == "your_turn" and session(), 30)
         assert done["tool_calls"] == 1 and done["tools"] == {"Bash": 1}
         assert (done["turns"], done["claude_code_version"]) == (1, VERSION)
+        # The turn's time: the permission prompt, from Claude Code's registry saying
+        # `waiting` to its next status after the key press, is the user's part of it.
+        (turn,) = wait_until(lambda: stack.session(sid)["turns"] or None, timeout=10)
+        time_ = turn["time"]
+        asked = (answered_at - waiting_since) * 1000.0
+        assert asked - 300.0 <= time_["waiting_for_you_ms"] <= asked + 1500.0, (asked, time_)
+        assert sum(time_.values()) == pytest.approx(turn["duration_ms"], abs=0.01)
     finally:
         tmux("kill-server", check=False)
         watch.terminate()
