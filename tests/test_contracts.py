@@ -1,0 +1,47 @@
+"""The layer rule of the README, as import-linter contracts in pyproject.toml: this runs
+them on the package, and on a copy of it with one import against the flow, which they
+must catch (a gate that cannot fail guards nothing)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def _lint(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=cwd,
+        env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_package_keeps_its_import_contracts() -> None:
+    run = _lint(ROOT)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "Contracts: 2 kept, 0 broken." in run.stdout
+
+
+def test_an_import_against_the_flow_breaks_the_contract(tmp_path: Path) -> None:
+    shutil.copytree(
+        ROOT / "clauditor", tmp_path / "clauditor", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    # The parser reaching up into the tracker, and into the clock.
+    (tmp_path / "clauditor" / "parsing" / "shortcut.py").write_text(
+        "from clauditor.sessions.tracker import SessionTracker\n"
+        "from clauditor.clock import SystemClock\n"
+    )
+    run = _lint(tmp_path)
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "clauditor.parsing is not allowed to import clauditor.sessions" in run.stdout
+    assert "clauditor.parsing.shortcut -> clauditor.clock" in run.stdout
+    assert "Contracts: 0 kept, 2 broken." in run.stdout
