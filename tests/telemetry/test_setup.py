@@ -231,6 +231,7 @@ def test_http_protobuf_export_reaches_a_real_receiver() -> None:
         telemetry.shutdown(timeout=5.0)
     finally:
         server.shutdown()
+        server.server_close()
         thread.join(5)
     assert sorted(name for _, _, name in received) == [
         "chat claude-opus-4-8",
