@@ -39,29 +39,33 @@ TIME_PARTS = (
 )
 UNKNOWN_MODEL = "unknown"  # a request that named no model (a key must be a string)
 
-# One row per (day, model, session): every other view of the requests adds these up.
-_REQUESTS = """
-select substr(r.started_at, 1, 10) as day,
-       coalesce(r.model_responded, r.model_requested) as model,
-       r.session_id as session_id,
+# The requests of the window added up per {key}: SQLite does the adding (a week of a busy
+# user is tens of thousands of rows), Python only combines a few hundred sums.
+_SUMS = """
+select {key},
        count(*) as requests,
-       sum(r.cost_usd) as cost_usd,
-       count(r.cost_usd) as priced_requests,
-       coalesce(sum(r.cost_usd is null and r.ended_at is not null), 0) as unpriced_requests,
-       coalesce(sum(r.input_tokens), 0) as input,
-       coalesce(sum(r.output_tokens), 0) as output,
-       coalesce(sum(r.cache_creation_tokens), 0) as cache_creation,
-       coalesce(sum(min(coalesce(r.cache_creation_1h_tokens, 0),
-                        coalesce(r.cache_creation_tokens, 0))), 0) as cache_write_1h,
-       coalesce(sum(r.cache_read_tokens), 0) as cache_read,
-       sum(r.cost_input_usd) as cost_input_usd,
-       sum(r.cost_output_usd) as cost_output_usd,
-       sum(r.cost_cache_write_5m_usd) as cost_cache_write_5m_usd,
-       sum(r.cost_cache_write_1h_usd) as cost_cache_write_1h_usd,
-       sum(r.cost_cache_read_usd) as cost_cache_read_usd
-from requests r where r.started_at >= ? and r.started_at < ?
-group by day, model, session_id
+       sum(cost_usd) as cost_usd,
+       count(cost_usd) as priced_requests,
+       coalesce(sum(cost_usd is null and ended_at is not null), 0) as unpriced_requests,
+       coalesce(sum(input_tokens), 0) as input,
+       coalesce(sum(output_tokens), 0) as output,
+       coalesce(sum(cache_creation_tokens), 0) as cache_creation,
+       coalesce(sum(min(coalesce(cache_creation_1h_tokens, 0),
+                        coalesce(cache_creation_tokens, 0))), 0) as cache_write_1h,
+       coalesce(sum(cache_read_tokens), 0) as cache_read,
+       sum(cost_input_usd) as cost_input_usd,
+       sum(cost_output_usd) as cost_output_usd,
+       sum(cost_cache_write_5m_usd) as cost_cache_write_5m_usd,
+       sum(cost_cache_write_1h_usd) as cost_cache_write_1h_usd,
+       sum(cost_cache_read_usd) as cost_cache_read_usd
+from requests where started_at >= ? and started_at < ?
+group by {group}
 """
+_BY_DAY_AND_MODEL = _SUMS.format(
+    key="substr(started_at, 1, 10) as day, coalesce(model_responded, model_requested) as model",
+    group="day, model",
+)
+_BY_SESSION = _SUMS.format(key="session_id", group="session_id")
 _COUNTS = (
     "requests",
     "priced_requests",
@@ -82,7 +86,7 @@ class _Sum:
     def __init__(self) -> None:
         self.n: dict[str, int] = dict.fromkeys(_COUNTS, 0)
         self.money: dict[str, float | None] = dict.fromkeys(("cost_usd", *_CLASS_COLUMNS))
-        self.sessions: set[str] = set()
+        self.sessions = 0  # distinct sessions, where the caller counts them
 
     def add(self, row: dict[str, Any]) -> None:
         for key in _COUNTS:
@@ -90,7 +94,6 @@ class _Sum:
         for key, value in self.money.items():
             if row[key] is not None:
                 self.money[key] = (value or 0.0) + row[key]
-        self.sessions.add(row["session_id"])
 
     @property
     def cost_usd(self) -> float | None:
@@ -125,7 +128,6 @@ class _Sum:
             "cost_usd": self.cost_usd,
             "requests": self.n["requests"],
             "unpriced_requests": self.n["unpriced_requests"],
-            "sessions": len(self.sessions),
         }
 
 
@@ -218,20 +220,26 @@ def trend_report(
     per_day: dict[str, _Sum] = {d: _Sum() for d in dates}
     per_day_model: dict[str, dict[str, _Sum]] = {d: defaultdict(_Sum) for d in dates}
     per_model: dict[str, _Sum] = defaultdict(_Sum)
-    per_project: dict[str | None, _Sum] = defaultdict(_Sum)
-    per_session: dict[str, _Sum] = defaultdict(_Sum)
-    for row in db.query(_REQUESTS, [since, until]):
+    for row in db.query(_BY_DAY_AND_MODEL, [since, until]):
         model = row["model"] or UNKNOWN_MODEL
-        project = (sessions.get(row["session_id"]) or {}).get("project")
-        for bucket in (
-            total,
-            per_day[row["day"]],
-            per_day_model[row["day"]][model],
-            per_model[model],
-            per_project[project],
-            per_session[row["session_id"]],
-        ):
+        for bucket in (total, per_day[row["day"]], per_day_model[row["day"]][model]):
             bucket.add(row)
+        per_model[model].add(row)
+    per_session: dict[str, _Sum] = {}
+    per_project: dict[str | None, _Sum] = defaultdict(_Sum)
+    for row in db.query(_BY_SESSION, [since, until]):
+        per_session[row["session_id"]] = bucket = _Sum()
+        bucket.add(row)
+        project = per_project[(sessions.get(row["session_id"]) or {}).get("project")]
+        project.add(row)
+        project.sessions += 1
+    total.sessions = len(per_session)
+    for day, count in db.execute(
+        "select substr(started_at, 1, 10), count(distinct session_id) from requests"
+        " where started_at >= ? and started_at < ? group by 1",
+        [since, until],
+    ):
+        per_day[day].sessions = count
     turns = {
         day: (prompts, every)
         for day, prompts, every in db.execute(
@@ -257,7 +265,7 @@ def trend_report(
         "since": since,
         "until": until,
         "by": by,
-        "sessions": len(total.sessions),
+        "sessions": total.sessions,
         "turns": sum(t[0] for t in turns.values()),
         "turns_all": sum(t[1] for t in turns.values()),
         "requests": total.n["requests"],
@@ -269,7 +277,7 @@ def trend_report(
                 "cost_usd": per_day[d].cost_usd,
                 "cost_by_model": {m: s.cost_usd for m, s in sorted(per_day_model[d].items())},
                 "tokens_by_class": per_day[d].tokens_by_class,
-                "sessions": len(per_day[d].sessions),
+                "sessions": per_day[d].sessions,
                 "turns": turns.get(d, (0, 0))[0],
                 "turns_all": turns.get(d, (0, 0))[1],
                 "requests": per_day[d].n["requests"],
@@ -291,9 +299,12 @@ def trend_report(
                 "project": (sessions.get(sid) or {}).get("project"),
                 "model": (sessions.get(sid) or {}).get("model"),
                 "first_prompt": (sessions.get(sid) or {}).get("first_prompt"),
-                **{k: v for k, v in s.money_view().items() if k != "sessions"},
+                **s.money_view(),
             }
             for sid, s in _ranked(per_session)[:TOP]
         ],
-        "top_projects": [{"project": p, **s.money_view()} for p, s in _ranked(per_project)[:TOP]],
+        "top_projects": [
+            {"project": p, **s.money_view(), "sessions": s.sessions}
+            for p, s in _ranked(per_project)[:TOP]
+        ],
     }
