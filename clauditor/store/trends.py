@@ -192,6 +192,20 @@ def _ranked(items: dict[Any, _Sum]) -> list[tuple[Any, _Sum]]:
     return sorted(items.items(), key=key)
 
 
+def _session_rows(db: sqlite_utils.Database, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Project, model and first prompt of these sessions, by primary key, 500 at a time."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            "select session_id, project, model, first_prompt from sessions"
+            f" where session_id in ({marks})"
+        )
+        found.update((r["session_id"], r) for r in db.query(sql, chunk))
+    return found
+
+
 def trend_report(
     db: sqlite_utils.Database, days: int = DEFAULT_DAYS, by: str = "day", *, now: float
 ) -> dict[str, Any]:
@@ -207,15 +221,6 @@ def trend_report(
         (datetime.fromtimestamp(start, timezone.utc) + timedelta(days=i)).date().isoformat()
         for i in range(days)
     ]
-    sessions = {
-        r["session_id"]: r
-        for r in db.query(
-            "select session_id, project, model, first_prompt from sessions where session_id"
-            " in (select distinct session_id from requests where started_at >= ?"
-            " and started_at < ?)",
-            [since, until],
-        )
-    }
     total = _Sum()
     per_day: dict[str, _Sum] = {d: _Sum() for d in dates}
     per_day_model: dict[str, dict[str, _Sum]] = {d: defaultdict(_Sum) for d in dates}
@@ -226,12 +231,14 @@ def trend_report(
             bucket.add(row)
         per_model[model].add(row)
     per_session: dict[str, _Sum] = {}
-    per_project: dict[str | None, _Sum] = defaultdict(_Sum)
     for row in db.query(_BY_SESSION, [since, until]):
         per_session[row["session_id"]] = bucket = _Sum()
         bucket.add(row)
-        project = per_project[(sessions.get(row["session_id"]) or {}).get("project")]
-        project.add(row)
+    sessions = _session_rows(db, list(per_session))
+    per_project: dict[str | None, _Sum] = defaultdict(_Sum)
+    for sid, bucket in per_session.items():
+        project = per_project[(sessions.get(sid) or {}).get("project")]
+        project.add({**bucket.n, **bucket.money})  # a session's sums are a row too
         project.sessions += 1
     total.sessions = len(per_session)
     for day, count in db.execute(
