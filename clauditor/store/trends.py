@@ -21,22 +21,15 @@ import sqlite_utils
 
 from clauditor.clock import iso
 from clauditor.sessions.signals.prices import COST_CLASSES
+from clauditor.sessions.timing import TIME_PARTS
 from clauditor.store.totals import _priced_classes, _priced_total
 
 GROUPINGS = ("day", "model", "project")
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
 TOP = 5  # sessions and projects listed
-# The turn time breakdown: nullable columns of `turns` (a newer migration adds them; an
-# older file lacks them and its breakdown is unknown). A part's share is of their sum.
-TIME_PARTS = (
-    "waiting_for_model_ms",
-    "generating_ms",
-    "tools_ms",
-    "waiting_for_you_ms",
-    "retries_ms",
-    "subagents_ms",
-)
+# The turn time breakdown (sessions.timing.TIME_PARTS) is in nullable columns of `turns`
+# from schema v5 on; a file from before has none and its breakdown is unknown.
 UNKNOWN_MODEL = "unknown"  # a request that named no model (a key must be a string)
 
 # The requests of the window added up per {key}: SQLite does the adding (a week of a busy

@@ -86,9 +86,10 @@ def test_the_time_breakdown_is_one_sentence_and_a_bar(seeded: Path) -> None:
     ]
     # 60 cells: 24.6, 21, 10.8, 2.4, 0.6, 0.6 → 24, 21, 10, 2, 0, 0 (57) and the 3 left
     # to the largest remainders: you (.8), then the model and retries (.6, earlier first)
-    assert lines[at + 3] == "█" * 25 + "▒" * 21 + "░" * 11 + "▓" * 2 + "x"
+    # drawn with the watch view's glyphs: ░ model, ▒ tools, ▓ you, █ generating, ↻ retries
+    assert lines[at + 3] == "░" * 25 + "▒" * 21 + "▓" * 11 + "█" * 2 + "↻"
     assert lines[at + 4] == (
-        "█ waiting for the model, ▒ tools, ░ you, ▓ generating, x retries, + subagents"
+        "░ waiting for the model, ▒ tools, ▓ you, █ generating, ↻ retries, ▞ subagents"
     )
 
 

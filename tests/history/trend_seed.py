@@ -12,19 +12,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import sqlite_utils
+
+from clauditor.sessions.timing import TIME_PARTS
 from clauditor.store.database import open_database
+from clauditor.store.schema import MIGRATIONS
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc).timestamp()
 OPUS, SONNET, UNKNOWN = "claude-opus-5-5", "claude-sonnet-5-5", "claude-opus-6"
 S1, S2, S3, S4, S0 = ("aaaa1111-s1", "bbbb2222-s2", "cccc3333-s3", "dddd4444-s4", "eeee0000-s0")
-TIME_PARTS = (
-    "waiting_for_model_ms",
-    "generating_ms",
-    "tools_ms",
-    "waiting_for_you_ms",
-    "retries_ms",
-    "subagents_ms",
-)
 
 
 def _request(
@@ -114,13 +110,24 @@ TURNS = [
 ]
 
 
+# The last schema whose turns have no time breakdown columns.
+V4 = 4
+
+
+def _v4_database(path: Path) -> sqlite_utils.Database:
+    """A file as clauditor v4 left it: migrated no further (readers never migrate)."""
+    db = sqlite_utils.Database(path)
+    db.execute("create table schema_version (version integer not null)")
+    for version, migration in enumerate(MIGRATIONS[:V4], start=1):
+        migration(db)
+        db.execute("insert into schema_version (version) values (?)", [version])
+    return db
+
+
 def seed(path: Path, *, time_columns: bool = True) -> Path:
-    """Write the rows into a fresh database at path; with time_columns, add the turn time
-    breakdown columns (as the newer migration will) and fill them."""
-    db = open_database(path)
-    if time_columns:
-        for column in TIME_PARTS:
-            db.execute(f"alter table turns add column {column} integer")
+    """Write the rows into a fresh database at path, with the turn time breakdown filled
+    in; without time_columns, into a v4 file, whose turns have no such columns."""
+    db = open_database(path) if time_columns else _v4_database(path)
     db.table("sessions").insert_all(
         {**s, "status": "ended", "started_at": "2026-11-27T00:00:00.000Z"} for s in SESSIONS
     )
