@@ -49,6 +49,11 @@ def test_report_through_the_core_and_from_the_file(stack: Stack, fake: FakeUpstr
     assert report["cost_usd"] == pytest.approx(sum(costs), abs=1e-6)
     assert [s["session_id"] for s in report["top_sessions"]] == [sid]
     assert sum(d["sessions"] for d in report["days"]) >= 1
+    # The turn's time parts add up to its duration (sessions.timing), so the report's
+    # breakdown totals the turn's own duration_ms.
+    durations = [t["duration_ms"] for t in detail["turns"]]
+    assert report["time"]["total_ms"] == pytest.approx(sum(durations), abs=1)
+    assert report["time"]["share"] is not None
 
     text = _report("--days", "2", "--url", stack.api_url)
     assert text.returncode == 0, text.stderr
