@@ -16,22 +16,22 @@ from rich.table import Table
 from rich.text import Text
 
 from clauditor.safetext import terminal_safe, terminal_text
-from clauditor.watch.render import TIME_GLYPHS
 
 BAR_WIDTH = 24  # cells of the longest cost bar
 TIME_BAR_WIDTH = 60  # cells of the time breakdown bar
 LABEL_WIDTH = 26  # a dated model id fits (claude-sonnet-5-5-20260901)
 PROMPT_CHARS = 60
 BAR = "█"
-# The time parts as the sentence names them; each is drawn with the glyph and colour the
-# watch view gives it (distinct shapes, so the bar still reads in plain text).
-TIME_WORDS = {
-    "waiting_for_model": "waiting for the model",
-    "generating": "generating",
-    "tools": "tools",
-    "waiting_for_you": "you",
-    "retries": "retries",
-    "subagents": "subagents",
+# The time parts as the sentence names them, and the glyph and colour that draw each one:
+# the watch view's (watch.render.TIME_GLYPHS, a layer above this one; a test keeps the two
+# equal), distinct shapes so the bar still reads in plain text.
+TIME_PARTS_DRAWN: dict[str, tuple[str, str, str]] = {
+    "waiting_for_model": ("waiting for the model", "░", "grey62"),
+    "generating": ("generating", "█", "green"),
+    "tools": ("tools", "▒", "cyan"),
+    "waiting_for_you": ("you", "▓", "bold red"),
+    "retries": ("retries", "↻", "yellow"),
+    "subagents": ("subagents", "▞", "blue"),
 }
 CLASS_LABELS = {
     "input": "input",
@@ -121,8 +121,8 @@ class Clauses:
 def time_clauses(share: dict[str, float | None]) -> list[str]:
     """ "41 % waiting for the model", ... for each part with some time, the largest first."""
     known = [(k, v) for k, v in share.items() if v]
-    known.sort(key=lambda kv: (-kv[1], list(TIME_WORDS).index(kv[0])))
-    return [f"{percent(v)} {TIME_WORDS[k]}" for k, v in known]
+    known.sort(key=lambda kv: (-kv[1], list(TIME_PARTS_DRAWN).index(kv[0])))
+    return [f"{percent(v)} {TIME_PARTS_DRAWN[k][0]}" for k, v in known]
 
 
 def _table() -> Table:
@@ -210,14 +210,14 @@ def _time(report: dict[str, Any]) -> list[RenderableType]:
     clauses = time_clauses(share)
     parts: list[RenderableType] = [Clauses(head, clauses)]
     shown = {k: v for k, v in share.items() if v}
-    order = sorted(shown, key=lambda k: (-shown[k], list(TIME_WORDS).index(k)))
+    order = sorted(shown, key=lambda k: (-shown[k], list(TIME_PARTS_DRAWN).index(k)))
     cells = split_cells({k: shown[k] for k in order}, TIME_BAR_WIDTH)
     bar = Text()
     for k in order:
-        cell, style, _ = TIME_GLYPHS[f"{k}_ms"]
+        _, cell, style = TIME_PARTS_DRAWN[k]
         bar.append(cell * cells[k], style=style)
     parts.append(bar)
-    legend = [f"{TIME_GLYPHS[f'{k}_ms'][0]} {TIME_WORDS[k]}" for k in order]
+    legend = [f"{TIME_PARTS_DRAWN[k][1]} {TIME_PARTS_DRAWN[k][0]}" for k in order]
     parts.append(Clauses("", legend, style="dim"))
     return parts
 

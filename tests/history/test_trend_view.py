@@ -11,6 +11,7 @@ from rich.console import Console
 from clauditor.reports.trends import (
     BAR_WIDTH,
     TIME_BAR_WIDTH,
+    TIME_PARTS_DRAWN,
     Clauses,
     bar_cells,
     duration,
@@ -91,6 +92,13 @@ def test_the_time_breakdown_is_one_sentence_and_a_bar(seeded: Path) -> None:
     assert lines[at + 4] == (
         "░ waiting for the model, ▒ tools, ▓ you, █ generating, ↻ retries, ▞ subagents"
     )
+
+
+def test_the_time_glyphs_are_the_watch_views() -> None:
+    from clauditor.watch.render import TIME_GLYPHS
+
+    drawn = {f"{part}_ms": (glyph, style) for part, (_, glyph, style) in TIME_PARTS_DRAWN.items()}
+    assert drawn == {part: (glyph, style) for part, (glyph, style, _) in TIME_GLYPHS.items()}
 
 
 def test_without_the_time_columns_the_breakdown_says_so(tmp_path: Path) -> None:
