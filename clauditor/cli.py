@@ -570,6 +570,31 @@ def models(prices: Path | None, url: str, db: Path | None, as_json: bool) -> Non
 
 @main.command()
 @click.option(
+    "--days",
+    default=7,
+    type=click.IntRange(1, 366),
+    help="UTC days to cover, today included.",
+)
+@click.option(
+    "--by",
+    default="day",
+    type=click.Choice(["day", "model", "project"]),
+    help="What the cost bars are grouped by.",
+)
+@_url_option
+@_read_db_option
+@_json_option
+def report(days: int, by: str, url: str, db: Path | None, as_json: bool) -> None:
+    """Trends of the last days: cost per day, model or project, tokens and cost by class,
+    cache hit ratio, TTFT, where the time went, the top sessions and projects."""
+    from clauditor.reports.trends import report_view
+
+    data = _history(url, db, lambda src: src.report(days, by))
+    _emit(as_json, data, report_view(data))
+
+
+@main.command()
+@click.option(
     "--url",
     envvar="CLAUDITOR_URL",
     default="http://127.0.0.1:9091",

@@ -13,6 +13,7 @@ from clauditor.api.responses import SafeJSONResponse
 from clauditor.broadcast.sse import watch_response
 from clauditor.clock import iso
 from clauditor.sessions.ids import AmbiguousSession, SessionIdError, UnknownSession
+from clauditor.store.trends import DEFAULT_DAYS, MAX_DAYS
 
 if TYPE_CHECKING:
     from clauditor.core import Core
@@ -118,6 +119,14 @@ def create_app(core: Core) -> FastAPI:
 
         prices = core.tracker.signals.prices
         return models_report(prices, await core.store.models_seen(), core.clock.now())
+
+    @app.get("/api/report")
+    async def report(
+        days: int = Query(DEFAULT_DAYS, ge=1, le=MAX_DAYS),
+        by: str = Query("day", pattern="^(day|model|project)$"),
+    ) -> dict[str, Any]:
+        """`clauditor report`: cost, tokens, cache, latency and time of the last days."""
+        return await core.store.report(days, by, core.clock.now())
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

@@ -23,6 +23,7 @@ from clauditor.store import history
 from clauditor.store.database import connect
 from clauditor.store.recall import recall
 from clauditor.store.rows import session_api_from_row
+from clauditor.store.trends import trend_report
 
 T = TypeVar("T")
 
@@ -42,6 +43,7 @@ class HistorySource(Protocol):
     def recall(self, query: str, limit: int, days: float | None) -> list[dict[str, Any]]: ...
     def diagnose(self, session_id: str) -> dict[str, Any]: ...
     def models(self, prices: PriceTable) -> dict[str, Any]: ...
+    def report(self, days: int, by: str) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -89,6 +91,9 @@ class ApiSource:
     def models(self, prices: PriceTable) -> dict[str, Any]:
         # The core's own catalog (with its --prices), and what it has seen.
         return self._get("/api/models")
+
+    def report(self, days: int, by: str) -> dict[str, Any]:
+        return self._get("/api/report", {"days": days, "by": by})
 
 
 @dataclass
@@ -145,6 +150,9 @@ class DbSource:
 
     def models(self, prices: PriceTable) -> dict[str, Any]:
         return self._run(lambda db: models_report(prices, history.models_seen(db), time.time()))
+
+    def report(self, days: int, by: str) -> dict[str, Any]:
+        return self._run(lambda db: trend_report(db, days, by, now=time.time()))
 
 
 def pick_source(url: str, db: Path | None, default_db: Path) -> HistorySource:

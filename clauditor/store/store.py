@@ -23,7 +23,7 @@ from clauditor.sessions.models import (
     Turn,
 )
 from clauditor.sessions.tracker import TrackerListener
-from clauditor.store import history, rows, totals
+from clauditor.store import history, rows, totals, trends
 from clauditor.store.database import connect, empty_database
 from clauditor.store.recall import recall
 from clauditor.store.writer import StoreWriter
@@ -380,6 +380,14 @@ class Store(TrackerListener):
     async def summary(self, now: float) -> dict[str, Any]:
         """Totals for today / this week / this month (UTC), from the stored requests."""
         return await asyncio.to_thread(self._summary, now)
+
+    def _report(self, days: int, by: str, now: float) -> dict[str, Any]:
+        self.writer.flush(timeout=2.0, unless_paused=True)
+        return self._read(lambda db: trends.trend_report(db, days, by, now=now))
+
+    async def report(self, days: int, by: str, now: float) -> dict[str, Any]:
+        """`clauditor report`: the last `days` UTC days, cost grouped `by` day/model/project."""
+        return await asyncio.to_thread(self._report, days, by, now)
 
     def tokens_since(self, since: float) -> TokenCounts:
         """Synchronous: tokens of the requests that ended since `since` (weekly count seed)."""
