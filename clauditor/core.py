@@ -9,7 +9,6 @@ import os
 import signal
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,16 @@ import uvicorn
 
 from clauditor import __version__
 from clauditor.api.app import create_app
+from clauditor.api.queries import SessionQueries
 from clauditor.broadcast.command import AlertCommand
 from clauditor.broadcast.hub import WatchHub
-from clauditor.clock import Clock, SystemClock, iso
+from clauditor.clock import Clock, SystemClock
 from clauditor.domain.bus import EventBus
 from clauditor.domain.events import DomainEvent
 from clauditor.domain.interpreter import Interpreter
 from clauditor.envoy.config import Upstream
 from clauditor.netaddr import LOOPBACK_NAMES, HostPort, port_in_use
 from clauditor.sessions.alerts import AlertEngine
-from clauditor.sessions.ids import resolve_session_id
 from clauditor.sessions.registry import RegistryReader
 from clauditor.sessions.signals.engine import SignalEngine
 from clauditor.sessions.signals.prices import PriceError, PriceTable, load_prices
@@ -128,6 +127,8 @@ class Core:
         if self.alert_command is not None:
             self.alerts.sinks.append(self.alert_command)
         self.tracker.listeners.append(self.alerts)
+        # Live and stored sessions as one collection, in one shape, for the API.
+        self.queries = SessionQueries(self.tracker, self.store, self.clock)
         self.telemetry.observe(self.tracker, self.stats)
         self.bus.subscribe("tracker", self.tracker.handle)
         self.servicer = ExtProcServicer(self.interpreter, self.clock, token=config.ext_proc_token)
@@ -194,32 +195,6 @@ class Core:
         self.telemetry.shutdown()
 
     # -- views for the API ---------------------------------------------------------
-    def cutoff_iso(self, days: float | None) -> str | None:
-        if days is None:
-            return None
-        since = datetime.fromtimestamp(self.clock.now(), timezone.utc) - timedelta(days=days)
-        return iso(since.timestamp())
-
-    async def resolve_session(self, given: str) -> str:
-        """The full id of the session `given` names (a full id or a unique prefix of at
-        least 4 characters), live or stored; raises UnknownSession / AmbiguousSession."""
-        if given in self.tracker.sessions:
-            return given
-        live = [s for s in self.tracker.sessions if s.startswith(given.strip())]
-        stored = await self.store.ids_with_prefix(given) if len(given.strip()) >= 4 else []
-        return resolve_session_id(given, [*live, *stored])
-
-    def live_detail(self, session_id: str) -> dict[str, Any] | None:
-        session = self.tracker.sessions.get(session_id)
-        if session is None:
-            return None
-        return {
-            "session": session.as_api(),
-            "turns": [t.as_api() for t in session.turns],
-            "requests": [r.as_api() for r in self.tracker.recent_requests(session_id)],
-            "tool_calls": [c.as_api() for c in self.tracker.pending_tools(session_id)],
-        }
-
     def stats(self) -> dict[str, Any]:
         return {
             "version": self.version,

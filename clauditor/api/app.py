@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 SESSION_STATUSES = ("active", "idle", "ended")
 
 
-def _days_ok(session: dict[str, Any], cutoff: str | None) -> bool:
-    return cutoff is None or (session["last_activity_at"] or "") >= cutoff
-
-
 def _id_error(exc: SessionIdError) -> SafeJSONResponse:
     """404 for an id that names no session, 409 (with the candidates) for an ambiguous one."""
     if isinstance(exc, AmbiguousSession):
@@ -57,38 +53,19 @@ def create_app(core: Core) -> FastAPI:
         days: float | None = Query(None, gt=0),
         status: str | None = Query(None, pattern="^(active|idle|ended)$"),
     ) -> dict[str, Any]:
-        cutoff = core.cutoff_iso(days)
-        live = [
-            s.as_api()
-            for s in core.tracker.sessions.values()
-            if (status is None or s.status == status)
-        ]
-        live = [s for s in live if _days_ok(s, cutoff)]
-        seen = {s["session_id"] for s in live}
-        stored = await core.store.list_sessions(limit=limit + len(seen), days=days, status=status)
-        merged = live + [s for s in stored if s["session_id"] not in seen]
-        merged.sort(key=lambda s: s["last_activity_at"] or "", reverse=True)
-        merged = merged[:limit]
-        missing = [s["session_id"] for s in merged if "findings" not in s]
-        counts = await core.store.findings_counts(missing)
-        for s in merged:
-            s.setdefault("findings", counts.get(s["session_id"], 0))
-        return {"sessions": merged}
+        return {"sessions": await core.queries.sessions(limit, days, status)}
 
     @app.get("/api/sessions/{session_id}")
     async def session_detail(session_id: str) -> Any:
         """One session by its id or a unique prefix of at least 4 characters."""
         try:
-            session_id = await core.resolve_session(session_id)
+            session_id = await core.queries.resolve(session_id)
         except SessionIdError as exc:
             return _id_error(exc)
-        live = core.live_detail(session_id)
-        if live is not None:
-            return live
-        stored = await core.store.session_detail(session_id)
-        if stored is None:
+        found = await core.queries.detail(session_id)
+        if found is None:
             return _id_error(UnknownSession(f"no session {session_id!r}"))
-        return stored
+        return found
 
     @app.get("/api/stats")
     async def stats() -> dict[str, Any]:
@@ -145,7 +122,7 @@ def create_app(core: Core) -> FastAPI:
         """Live events as Server-Sent Events: a snapshot, the last seconds, then live."""
         if session is not None:
             try:
-                session = await core.resolve_session(session)
+                session = await core.queries.resolve(session)
             except AmbiguousSession as exc:
                 return _id_error(exc)
             except UnknownSession:
@@ -163,7 +140,7 @@ def create_app(core: Core) -> FastAPI:
     @app.get("/api/diagnosis/{session_id}")
     async def diagnosis(session_id: str) -> Any:
         try:
-            session_id = await core.resolve_session(session_id)
+            session_id = await core.queries.resolve(session_id)
         except SessionIdError as exc:
             return _id_error(exc)
         found = await core.store.diagnosis(session_id)

@@ -429,6 +429,7 @@ class RequestRecord:
 
     def as_api(self) -> dict[str, Any]:
         return {
+            "uid": self.uid,
             "request_id": self.request_id,
             "exchange_id": self.exchange_id,
             "kind": self.kind,

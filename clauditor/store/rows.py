@@ -17,12 +17,11 @@ from clauditor.sessions.models import (
     TokenCounts,
     ToolCall,
     Turn,
-    subagent_api,
 )
 from clauditor.sessions.registry import RegistryEntry
+from clauditor.sessions.signals.errors import error_category
 from clauditor.sessions.signals.prices import COST_CLASSES
 from clauditor.sessions.timing import TIME_PARTS, TimePart
-from clauditor.store.schema import CLASS_COLUMNS, TIME_COLUMNS
 
 
 def class_columns(by_class: CostByClass | None) -> dict[str, float | None]:
@@ -402,6 +401,15 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "cache_status": None,
         "cache_expires_at": None,
         "cache_ttl_seconds": None,
+        # Kept only by a live core (a detail recovers the first three from its requests).
+        "cache_statuses": None,
+        "cache_miss_waste_usd": None,
+        "errors_by_type": None,
+        "cache_rebuild_cost_usd": None,
+        "cache_by_model": None,
+        "context_tokens": None,
+        "compaction_threshold_tokens": None,
+        "compacted_at": None,
         "fallbacks": row.get("fallbacks") or 0,
         "compactions": row.get("compactions") or 0,
         "quota": None,
@@ -425,17 +433,30 @@ def stored_signals(requests: list[dict[str, Any]]) -> dict[str, Any]:
     ended = parse_iso(last["ended_at"]) if last is not None else None
     if last is not None and ended is not None and last["cache_ttl_seconds"]:
         expires = iso(ended + last["cache_ttl_seconds"])
+    waste = [r["cache_miss_waste_usd"] for r in requests if r["cache_miss_waste_usd"]]
     return {
         "ttft_ms_p50": round(statistics.median(ttfts), 3) if ttfts else None,
         "cache_status": last["cache_status"] if last else None,
         "cache_ttl_seconds": last["cache_ttl_seconds"] if last else None,
         "cache_expires_at": expires,
+        "cache_statuses": dict(Counter(r["cache_status"] for r in cached)),
+        "cache_miss_waste_usd": round(sum(waste), 6),
+        "errors_by_type": dict(
+            Counter(r["error_category"] for r in requests if r["error_category"] is not None)
+        ),
     }
 
 
 def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored request in the live request's shape (RequestRecord.as_api): what only a
+    live core knows (its exchange id, the context window it assumed) is null."""
+    ended = parse_iso(row["ended_at"])
+    ttl = row.get("cache_ttl_seconds")
+    fallback = bool(row.get("fallback"))
     return {
+        "uid": row["uid"],
         "request_id": row["request_id"],
+        "exchange_id": None,
         "kind": row["kind"],
         "turn": row["turn"],
         "model_requested": row["model_requested"],
@@ -464,24 +485,29 @@ def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "cost_by_class": class_api(row),
         "aborted_cost_usd": _usd(row.get("aborted_cost_usd")),
         "cache_status": row.get("cache_status"),
-        "cache_ttl_seconds": row.get("cache_ttl_seconds"),
+        "cache_ttl_seconds": ttl,
+        "cache_expires_at": iso(ended + ttl) if ended is not None and ttl else None,
         "cache_rebuild_cost_usd": _usd(row.get("cache_rebuild_cost_usd")),
         "cache_miss_waste_usd": _usd(row.get("cache_miss_waste_usd")),
+        "context_window_tokens": None,
         "context_fill": row.get("context_fill"),
-        "fallback": bool(row.get("fallback")),
+        "fallback": fallback,
+        "fallback_kind": None,
+        "fallback_requested": row["model_requested"] if fallback else None,
         "fallback_actual": row.get("model_fallback_actual"),
         "output_tokens_per_second": row.get("output_tokens_per_second"),
+        "error_category": error_category(row["status"], row["error_type"]),
     }
 
 
 def turn_api_from_row(
     row: dict[str, Any], agent_calls: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """A stored turn; agent_calls: its Agent tool_calls rows (its subagent runs)."""
-    hidden = ("session_id", "compaction", "prompt_chars", *CLASS_COLUMNS, *TIME_COLUMNS)
-    out = {k: row[k] for k in row if k not in hidden}
-    out["compaction"] = bool(row["compaction"])
-    out["cost_by_class"] = class_api(row)
-    out["time"] = time_api(row)
-    out["subagents"] = [subagent_api(tool_call_from_row(c)) for c in agent_calls or []]
+    """A stored turn in the live turn's shape (Turn.as_api); agent_calls: its Agent
+    tool_calls rows (its subagent runs). Its prompt is never stored per turn: null."""
+    turn = turn_from_row(row)
+    turn.trace_id = row.get("trace_id")
+    turn.agent_calls = [tool_call_from_row(c) for c in agent_calls or []]
+    out = turn.as_api()
+    out["duration_ms"] = row["duration_ms"]  # as measured, not re-derived from rounded times
     return out

@@ -289,9 +289,7 @@ class Store(TrackerListener):
                 )
             ]
             out["session"].update(rows.stored_signals(out["requests"]))
-            out["tool_calls"] = [
-                {k: v for k, v in r.items() if k != "session_id"} for r in tool_rows
-            ]
+            out["tool_calls"] = [rows.tool_call_from_row(r).as_api() for r in tool_rows]
             return out
 
         return self._read(query)
@@ -301,7 +299,12 @@ class Store(TrackerListener):
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._list_sessions, limit, days, status)
 
-    async def session_detail(self, session_id: str) -> dict[str, Any] | None:
+    async def session_detail(
+        self, session_id: str, *, fresh: bool = False
+    ) -> dict[str, Any] | None:
+        """A stored session's detail; fresh: the writer's pending rows first (a live one)."""
+        if fresh:
+            await asyncio.to_thread(self.writer.flush, 2.0, unless_paused=True)
         return await asyncio.to_thread(self._session_detail, session_id)
 
     # -- history: recall and diagnosis ----------------------------------------------------

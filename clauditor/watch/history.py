@@ -61,7 +61,7 @@ def history_events(detail: dict[str, Any], now: float) -> list[dict[str, Any]]:
         )
     for c in detail.get("tool_calls", []):
         name = c.get("name")
-        summary = c.get("summary", c.get("input_summary"))
+        summary = c.get("summary")
         out.append(_event("tool_use", sid, c.get("requested_at"), tool=name, summary=summary))
         if c.get("outcome") not in (None, "pending"):
             out.append(

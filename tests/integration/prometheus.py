@@ -98,10 +98,10 @@ def running_prometheus(binary: str, api_port: int, tmp: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.communicate(timeout=10)  # and its stderr pipe closed
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(5)
+            proc.communicate(timeout=5)
 
 
 def query(prom: str, expr: str) -> list[dict[str, Any]]:

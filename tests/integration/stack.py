@@ -158,11 +158,12 @@ def start_stack(upstream: str, tmp: Path, *extra: str, idle_timeout: float = 300
 
     def pump() -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            stack.log.append(line.rstrip("\n"))
-            stack.admin = announced_socket(line) or stack.admin
-            if "Stop with Ctrl-C." in line:  # the announcement's last line
-                ready.set()
+        with proc.stdout as out:  # closed at the end of the output, not left to the GC
+            for line in out:
+                stack.log.append(line.rstrip("\n"))
+                stack.admin = announced_socket(line) or stack.admin
+                if "Stop with Ctrl-C." in line:  # the announcement's last line
+                    ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
     if not ready.wait(40):

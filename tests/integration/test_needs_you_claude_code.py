@@ -64,8 +64,9 @@ def test_a_permission_prompt_is_needs_you_with_an_alert(fake: FakeUpstream, tmp_
 
     def pump() -> None:
         assert watch.stdout is not None
-        for line in watch.stdout:
-            lines.append(line.rstrip("\n"))
+        with watch.stdout as out:
+            for line in out:
+                lines.append(line.rstrip("\n"))
 
     threading.Thread(target=pump, daemon=True).start()
     try:

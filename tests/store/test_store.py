@@ -119,7 +119,7 @@ def test_tracker_state_round_trips_through_the_store(tmp_path: Path) -> None:
     assert [r["stop_reason"] for r in detail["requests"]] == ["tool_use", "end_turn"]
     assert detail["turns"][0]["outcome"] == "completed"
     (call,) = detail["tool_calls"]
-    assert (call["name"], call["outcome"], call["input_summary"]) == ("Bash", "ok", "echo hi")
+    assert (call["name"], call["outcome"], call["summary"]) == ("Bash", "ok", "echo hi")
     assert call["duration_ms"] == 500.0
     # The signals a live core keeps in memory come back from the stored requests.
     recovered = ("ttft_ms_p50", "cache_status", "cache_ttl_seconds", "cache_expires_at")
