@@ -107,9 +107,9 @@ class ParsedRequest:
 
 def _str(v: Any, cap: int = MAX_ID) -> str | None:
     if isinstance(v, str):
-        v = v.strip()
-        if v and len(v) <= cap:
-            return v
+        text = v.strip()
+        if text and len(text) <= cap:
+            return text
     return None
 
 

@@ -117,13 +117,13 @@ def breakdown(
     active: dict[TimePart, int] = dict.fromkeys(TIME_PARTS, 0)
     fallback: TimePart = "waiting_for_model_ms"  # Claude Code preparing the first request
     at = start
-    for ts, delta, part, after in events:
+    for ts, delta, counted, after in events:
         if ts > at:
             covering = [p for p in _PRIORITY if active[p] > 0]
             seconds[covering[0] if covering else fallback] += ts - at
             at = ts
-        if part is not None:
-            active[part] += delta
+        if counted is not None:
+            active[counted] += delta
         if after is not None:
             fallback = after
     if end > at:

@@ -19,7 +19,8 @@ def list_sessions(
     db: sqlite_utils.Database, limit: int, days: float | None, status: str | None, now: float
 ) -> list[dict[str, Any]]:
     """Stored sessions, newest activity first, as API objects."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[str | int | None] = []
     if days is not None:
         since = datetime.fromtimestamp(now, timezone.utc) - timedelta(days=days)
         where.append("last_activity_at >= ?")
@@ -88,7 +89,7 @@ def run_diagnosis(db: sqlite_utils.Database, session_id: str, now: float) -> lis
     with db.conn:
         db.execute("delete from diagnoses where session_id = ?", [session_id])
         if findings:
-            db["diagnoses"].insert_all(
+            db.table("diagnoses").insert_all(
                 [
                     {
                         "session_id": session_id,

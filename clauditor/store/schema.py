@@ -18,7 +18,7 @@ class SchemaTooNew(RuntimeError):
 
 
 def _v1_base(db: sqlite_utils.Database) -> None:
-    db["sessions"].create(
+    db.table("sessions").create(
         {
             "session_id": str,
             "status": str,
@@ -45,7 +45,7 @@ def _v1_base(db: sqlite_utils.Database) -> None:
         },
         pk="session_id",
     )
-    db["turns"].create(
+    db.table("turns").create(
         {
             "session_id": str,
             "turn": int,
@@ -66,7 +66,7 @@ def _v1_base(db: sqlite_utils.Database) -> None:
         },
         pk=("session_id", "turn"),
     )
-    db["requests"].create(
+    db.table("requests").create(
         {
             "uid": str,
             "session_id": str,
@@ -94,7 +94,7 @@ def _v1_base(db: sqlite_utils.Database) -> None:
         },
         pk="uid",
     )
-    db["tool_calls"].create(
+    db.table("tool_calls").create(
         {
             "session_id": str,
             "tool_use_id": str,
@@ -109,14 +109,14 @@ def _v1_base(db: sqlite_utils.Database) -> None:
         },
         pk=("session_id", "tool_use_id"),
     )
-    db["requests"].create_index(["session_id", "started_at"])
-    db["sessions"].create_index(["last_activity_at"])
-    db["tool_calls"].create_index(["name"])
+    db.table("requests").create_index(["session_id", "started_at"])
+    db.table("sessions").create_index(["last_activity_at"])
+    db.table("tool_calls").create_index(["name"])
 
 
 def _v2_traces_and_signals(db: sqlite_utils.Database) -> None:
     """Trace ids (jump from a row to its trace) and the per-request debug signals."""
-    requests = db["requests"]
+    requests = db.table("requests")
     for column, kind in (
         ("message_id", str),
         ("parent_tool_use_id", str),
@@ -131,21 +131,21 @@ def _v2_traces_and_signals(db: sqlite_utils.Database) -> None:
         ("output_tokens_per_second", float),
     ):
         requests.add_column(column, kind)
-    db["turns"].add_column("trace_id", str)
-    db["turns"].add_column("cost_usd", float)
+    db.table("turns").add_column("trace_id", str)
+    db.table("turns").add_column("cost_usd", float)
     for column, kind in (
         ("estimated_cost_usd", float),
         ("context_fill", float),
         ("compactions", int),
         ("fallbacks", int),
     ):
-        db["sessions"].add_column(column, kind)
-    db["requests"].create_index(["trace_id"])
+        db.table("sessions").add_column(column, kind)
+    db.table("requests").create_index(["trace_id"])
 
 
 def _v3_history(db: sqlite_utils.Database) -> None:
     """Compactions, diagnoses, full-text recall and the views users query directly."""
-    db["compactions"].create(
+    db.table("compactions").create(
         {
             "session_id": str,
             "turn": int,
@@ -156,7 +156,7 @@ def _v3_history(db: sqlite_utils.Database) -> None:
         },
         pk=("session_id", "happened_at"),
     )
-    db["diagnoses"].create(
+    db.table("diagnoses").create(
         {
             "session_id": str,
             "code": str,
@@ -169,18 +169,18 @@ def _v3_history(db: sqlite_utils.Database) -> None:
         pk=("session_id", "code"),
     )
     # What recall searches: one row per session, refreshed by the writer after each batch.
-    db["session_search"].create(
+    db.table("session_search").create(
         {"session_id": str, "first_prompt": str, "summary": str, "tools": str, "paths": str},
         pk="session_id",
     )
-    db["session_search"].enable_fts(
+    db.table("session_search").enable_fts(
         ["first_prompt", "summary", "tools", "paths"], create_triggers=True, tokenize="porter"
     )
-    db["requests"].add_column("cache_miss_waste_usd", float)
-    db["requests"].add_column("cache_rebuild_cost_usd", float)
-    db["sessions"].add_column("turns_to_compact", float)
-    db["sessions"].add_column("context_peak", float)
-    db["tool_calls"].create_index(["session_id", "requested_at"])
+    db.table("requests").add_column("cache_miss_waste_usd", float)
+    db.table("requests").add_column("cache_rebuild_cost_usd", float)
+    db.table("sessions").add_column("turns_to_compact", float)
+    db.table("sessions").add_column("context_peak", float)
+    db.table("tool_calls").create_index(["session_id", "requested_at"])
     for name, sql in VIEWS.items():
         db.create_view(name, sql, replace=True)
 

@@ -251,8 +251,10 @@ class Store(TrackerListener):
             ]
         )
 
-    def _list_sessions(self, limit: int, days: float | None, status: str | None) -> list[dict]:
-        def query(db: sqlite_utils.Database) -> list[dict]:
+    def _list_sessions(
+        self, limit: int, days: float | None, status: str | None
+    ) -> list[dict[str, Any]]:
+        def query(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             found = history.list_sessions(db, limit, days, status, now=self.clock.now())
             counts = history.findings_count_by_session(db, [r["session_id"] for r in found])
             return [{**r, "findings": counts.get(r["session_id"], 0)} for r in found]

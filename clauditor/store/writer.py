@@ -577,7 +577,7 @@ def refresh_search(db: sqlite_utils.Database, session_ids: set[str]) -> None:
             f" from tool_calls where session_id = ? and name in ({marks}))",
             [session_id, *PATH_TOOLS],
         ).fetchone()[0]
-        db["session_search"].upsert(
+        db.table("session_search").upsert(
             {
                 "session_id": session_id,
                 "first_prompt": found[0],

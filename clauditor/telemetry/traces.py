@@ -195,6 +195,13 @@ class TraceListener(TrackerListener):
         return count
 
     # -- invoke_agent ----------------------------------------------------------------
+    @staticmethod
+    def _subagent_attributes(call_id: str, agent_id: str | None) -> dict[str, AttributeValue]:
+        out: dict[str, AttributeValue] = {n.SUBAGENT: True, n.GEN_AI_TOOL_CALL_ID: call_id}
+        if agent_id:
+            out[n.GEN_AI_AGENT_ID] = agent_id
+        return out
+
     def _start_run(
         self,
         session: Session,
@@ -296,8 +303,7 @@ class TraceListener(TrackerListener):
             start,
             parent,
             record.turn_index,
-            {n.SUBAGENT: True, n.GEN_AI_TOOL_CALL_ID: agent_id}
-            | ({n.GEN_AI_AGENT_ID: record.agent_id} if record.agent_id else {}),
+            self._subagent_attributes(agent_id, record.agent_id),
         )
         run.subagent = True
         state.subagents[agent_id] = run

@@ -6,9 +6,9 @@ size and the time zone, so tests render into a StringIO console and compare text
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Group, RenderableType
 from rich.rule import Rule
@@ -530,6 +530,8 @@ def render_dashboard(
     return Group(*parts)
 
 
+K = TypeVar("K")
+
 # Where a turn's time went, one glyph and colour per part (sessions.timing.TIME_PARTS):
 # distinct glyphs, so the bar still reads without colour.
 TIME_GLYPHS: dict[str, tuple[str, str, str]] = {
@@ -543,7 +545,7 @@ TIME_GLYPHS: dict[str, tuple[str, str, str]] = {
 TIME_BAR = 24
 
 
-def _apportion(parts: dict[str, float], cells: int) -> dict[str, int]:
+def _apportion(parts: Mapping[K, float], cells: int) -> dict[K, int]:
     """`cells` characters shared out in proportion to the parts (largest remainder)."""
     total = sum(parts.values())
     if total <= 0 or cells <= 0:

@@ -10,7 +10,7 @@ from typing import Any
 
 from clauditor.broadcast.names import display_name
 from clauditor.safetext import terminal_safe
-from clauditor.sessions.timing import TIME_PARTS
+from clauditor.sessions.timing import TIME_PARTS, TimePart
 
 FEED_MAX = 300
 # Feed lines for one session view keep their own, longer history.
@@ -54,7 +54,7 @@ class TurnTime:
 
     turn: int
     duration_ms: float | None
-    parts: dict[str, float]
+    parts: dict[TimePart, float]
 
 
 @dataclass
