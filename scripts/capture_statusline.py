@@ -91,10 +91,17 @@ def capture(binary: str, out: Path, timeout: float = 60) -> None:
             poll(lambda: PROMPT_MARK in tmux.capture("cc") and MARK in tmux.capture("cc"), timeout)
             for k, prompt in enumerate(PROMPTS, 1):
                 tmux("send-keys", "-t", "cc", "-l", prompt)
-                poll(lambda p=prompt: p[-20:] in tmux.capture("cc"), timeout)
+
+                def typed(tail: str = prompt[-20:]) -> bool:
+                    return tail in tmux.capture("cc")
+
+                def replied(k: int = k) -> bool:
+                    # Claude Code runs the command again once the reply is in: a new cost.
+                    return len({c for c in costs() if c > 0}) >= k
+
+                poll(typed, timeout)
                 tmux("send-keys", "-t", "cc", "Enter")
-                # Claude Code runs the command again once the reply is in: a higher cost.
-                poll(lambda k=k: len({c for c in costs() if c > 0}) >= k, timeout)
+                poll(replied, timeout)
             screen = tmux.capture("cc")
             tmux("send-keys", "-t", "cc", "-l", "/exit")
             poll(lambda: "/exit" in tmux.capture("cc"), timeout)

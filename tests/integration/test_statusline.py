@@ -160,10 +160,10 @@ def test_claude_codes_status_line_shows_clauditors_line(fake: FakeUpstream, tmp_
             tmux("send-keys", "-t", "cc", "Enter")
             screens: list[str] = []
 
-            def found() -> str | None:
+            def found() -> str:
                 screens.append(tmux.capture("cc"))
                 match = [m.group(0) for m in LINE.finditer(screens[-1]) if want in m.group(0)]
-                return match[0] if match else None
+                return match[0] if match else ""
 
             try:
                 return wait_until(found, timeout=60, interval=0.2)
