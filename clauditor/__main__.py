@@ -1,3 +1,3 @@
-from clauditor.cli import main
+from clauditor.launch import main
 
 main()

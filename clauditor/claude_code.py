@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 # -- headers ---------------------------------------------------------------------------------
 SESSION_HEADER = "x-claude-code-session-id"
@@ -123,3 +124,78 @@ def vocabulary() -> WireVocabulary:
             data.get("accounting", {}).get("aborted_before_content_counted", [])
         ),
     )
+
+
+# -- the status line's input (docs/statusline.md) ----------------------------------------------
+# Claude Code pipes a JSON object to its `statusLine` command after each message. Besides paths
+# and ids it holds Claude Code's own accounting, which `clauditor statusline` forwards to the
+# core (cost, context_window, rate_limits, prompt_cache, model, version): the numbers below.
+_TTL = re.compile(r"^(\d{1,6})([smh])$")
+_TTL_UNIT = {"s": 1, "m": 60, "h": 3600}
+_TEXT_MAX = 100  # a model id or a version: short, or not what it claims to be
+
+
+def _number(value: Any) -> float | None:
+    # bool is an int in Python, never a number in this payload; NaN and inf are no accounting.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if value == value and abs(value) != float("inf") else None
+
+
+def _count(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number >= 0 and number == int(number) else None
+
+
+def _object(parent: Any, key: str) -> dict[str, Any]:
+    value = parent.get(key) if isinstance(parent, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _short_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= _TEXT_MAX else None
+
+
+def ttl_seconds(value: Any) -> int | None:
+    """prompt_cache.ttl ("5m", "1h") in seconds."""
+    m = _TTL.match(value) if isinstance(value, str) else None
+    return int(m.group(1)) * _TTL_UNIT[m.group(2)] if m else None
+
+
+def statusline_numbers(payload: Any) -> dict[str, Any]:
+    """Claude Code's own accounting in a status-line payload (2.1.332), flat: every key
+    present, None when the payload lacks it (rate_limits only come with a claude.ai
+    subscription, prompt_cache and current_usage after the first response). Timestamps
+    are epoch seconds, percentages 0-100, as Claude Code writes them."""
+    cost = _object(payload, "cost")
+    window = _object(payload, "context_window")
+    usage = _object(window, "current_usage")
+    limits = _object(payload, "rate_limits")
+    five, seven = _object(limits, "five_hour"), _object(limits, "seven_day")
+    cache = _object(payload, "prompt_cache")
+    parts = [
+        _count(usage.get(k))
+        for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    ]
+    warm = cache.get("warm")
+    return {
+        "cost_usd": _number(cost.get("total_cost_usd")),
+        "duration_ms": _number(cost.get("total_duration_ms")),
+        "api_duration_ms": _number(cost.get("total_api_duration_ms")),
+        # What the newest response put in the window: input + cache write + cache read.
+        "context_tokens": sum(p for p in parts if p is not None) if usage else None,
+        "context_window_tokens": _count(window.get("context_window_size")),
+        "context_used_pct": _number(window.get("used_percentage")),
+        "rate_limit_5h_pct": _number(five.get("used_percentage")),
+        "rate_limit_5h_resets_at": _number(five.get("resets_at")),
+        "rate_limit_7d_pct": _number(seven.get("used_percentage")),
+        "rate_limit_7d_resets_at": _number(seven.get("resets_at")),
+        "cache_warm": warm if isinstance(warm, bool) else None,
+        "cache_ttl_seconds": ttl_seconds(cache.get("ttl")),
+        "cache_expires_at": _number(cache.get("expires_at")),
+        "cache_hit_ratio": _number(cache.get("hit_ratio")),
+        "cache_requests": _count(cache.get("requests")),
+        "cache_misses": _count(cache.get("misses")),
+        "model": _short_text(_object(payload, "model").get("id")),
+        "version": _short_text(payload.get("version") if isinstance(payload, dict) else None),
+    }

@@ -638,5 +638,22 @@ def jump(session_id: str, url: str) -> None:
         _fail(str(exc))
 
 
+@main.command()
+@click.option(
+    "--url",
+    envvar="CLAUDITOR_URL",
+    default="http://127.0.0.1:9091",
+    help="The core's HTTP API.",
+)
+def statusline(url: str) -> None:
+    """One line for Claude Code's statusLine setting: reads its JSON on stdin, prints the
+    session's served model, TTFT, cache countdown, context, cost and who needs you."""
+    # `clauditor statusline` normally never gets here (clauditor.launch runs it without
+    # click); this is `--help`, `python -m clauditor.cli statusline` and the like.
+    from clauditor.statusline import run
+
+    click.echo(run(sys.stdin.buffer, url))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

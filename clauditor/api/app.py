@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
@@ -12,6 +13,7 @@ from clauditor.api.guard import CrossOriginGuard
 from clauditor.api.responses import SafeJSONResponse
 from clauditor.broadcast.sse import watch_response
 from clauditor.clock import iso
+from clauditor.sessions.client_view import apply_client_view, needs_you_elsewhere, statusline_view
 from clauditor.sessions.ids import AmbiguousSession, SessionIdError, UnknownSession
 from clauditor.store.trends import DEFAULT_DAYS, MAX_DAYS
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from clauditor.core import Core
 
 SESSION_STATUSES = ("active", "idle", "ended")
+CLIENT_VIEW_MAX_BYTES = 64 * 1024  # Claude Code's whole status-line payload is ~2 KB
 
 
 def _id_error(exc: SessionIdError) -> SafeJSONResponse:
@@ -27,6 +30,19 @@ def _id_error(exc: SessionIdError) -> SafeJSONResponse:
         body = {"error": "ambiguous", "detail": str(exc), "candidates": exc.candidates}
         return SafeJSONResponse(body, status_code=409)
     return SafeJSONResponse({"error": "not_found", "detail": str(exc)}, status_code=404)
+
+
+def _statusline(core: Core, session_id: str) -> Any:
+    """The status line's view of a live session; 404 (with how many others need the user)
+    for one the core has not seen: the status line runs before the first request."""
+    sessions = core.tracker.sessions
+    others = needs_you_elsewhere(sessions.values(), session_id)
+    session = sessions.get(session_id)
+    if session is None:
+        body = {"error": "not_found", "detail": "no live session", "needs_you_others": others}
+        return SafeJSONResponse(body, status_code=404)
+    requests = core.tracker.recent_requests(session_id)
+    return statusline_view(session, requests, others, core.clock.now())
 
 
 def create_app(core: Core) -> FastAPI:
@@ -66,6 +82,43 @@ def create_app(core: Core) -> FastAPI:
         if found is None:
             return _id_error(UnknownSession(f"no session {session_id!r}"))
         return found
+
+    @app.get("/api/statusline/{session_id}")
+    async def statusline(session_id: str) -> Any:
+        """What `clauditor statusline` shows for a live session (its full id)."""
+        return _statusline(core, session_id)
+
+    @app.post("/api/sessions/{session_id}/client_view")
+    async def client_view(session_id: str, request: Request) -> Any:
+        """Claude Code's own numbers (its status-line payload, or the accounting part of
+        it) kept on the live session as `client_view`, with `client_drift`; the answer also
+        holds the status line's view, so the command needs one round trip."""
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            # No form or text/plain POST, the kinds a web page may send without asking.
+            body = {"error": "unsupported_media_type", "detail": "send application/json"}
+            return SafeJSONResponse(body, status_code=415)
+        raw = await request.body()
+        if len(raw) > CLIENT_VIEW_MAX_BYTES:
+            body = {"error": "too_large", "detail": f"over {CLIENT_VIEW_MAX_BYTES} bytes"}
+            return SafeJSONResponse(body, status_code=413)
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            body = {"error": "bad_request", "detail": "the body is not a JSON object"}
+            return SafeJSONResponse(body, status_code=400)
+        session = core.tracker.sessions.get(session_id)
+        if session is not None:
+            apply_client_view(session, payload, core.clock.now())
+        answer = _statusline(core, session_id)
+        if session is None:
+            return answer
+        return {
+            "client_view": session.client_view,
+            "client_drift": session.client_drift,
+            "statusline": answer,
+        }
 
     @app.get("/api/stats")
     async def stats() -> dict[str, Any]:

@@ -564,6 +564,10 @@ class Session:
     # tool_use id -> call, from the tool_use block until its tool_result arrives.
     pending_tools: dict[str, ToolCall] = field(default_factory=dict)
     signals: SessionSignals = field(default_factory=SessionSignals)
+    # Claude Code's own accounting from its status line, and the numbers on which it and
+    # the wire disagree (sessions.client_view): None until `clauditor statusline` runs.
+    client_view: dict[str, Any] | None = None
+    client_drift: dict[str, Any] | None = None
 
     @property
     def current_turn(self) -> Turn | None:
@@ -608,5 +612,7 @@ class Session:
             "entrypoint": self.entrypoint,
             "claude_code_version": self.cc_version,
             **self.signals.as_api(self.model),
+            "client_view": self.client_view,
+            "client_drift": self.client_drift,
             "live": True,
         }

@@ -59,3 +59,11 @@ def test_watch_latency_benchmark_runs() -> None:
     out = _run("benchmarks/watch_latency.py", "--sessions", "1", "--turns", "3")
     assert "missing 0" in out
     assert re.search(r"^all\s+n=\s*\d+", out, re.M), out
+
+
+def test_statusline_benchmark_runs() -> None:
+    out = _run("benchmarks/statusline.py", "--runs", "2", "--sessions", "1")
+    assert "line: clauditor · ⤵claude-sonnet-5-5 · ttft " in out
+    (row, *_) = _rows(out, "2")  # the n column of the rows: 2 runs each
+    assert len(_rows(out, "2")) == 6, out
+    assert row[0] == "python -c pass (interpreter start)"
