@@ -415,6 +415,9 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "quota": None,
         "quota_share": json_column(row.get("quota_share_json"), {}),
         "ttft_ms_p50": None,
+        # What Claude Code's status line reported: kept by the live core only.
+        "client_view": None,
+        "client_drift": None,
         "live": False,
     }
 
