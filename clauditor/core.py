@@ -236,6 +236,9 @@ class Core:
                 "listener_errors": self.tracker.listener_errors,
                 "signal_errors": self.tracker.signal_errors,
                 "implausible_usage": self.tracker.implausible_usage,
+                # Envoy reset their side stream while the core lagged: never errors.
+                "unobserved_requests": self.tracker.unobserved_requests,
+                "partial_requests": self.tracker.partial_requests,
             },
             "drift": self.tracker.signals.drift.view(),
             "alerts": {
