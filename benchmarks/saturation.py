@@ -97,6 +97,7 @@ class Result:
     envoy: dict[str, int] = field(default_factory=dict)
     core_restarts: int = 0
     wire_errors: dict[str, int] = field(default_factory=dict)  # how side streams ended
+    peak_mb: dict[str, float] = field(default_factory=dict)  # VmHWM of Envoy and the core
 
 
 # -- the client -------------------------------------------------------------------------
@@ -245,6 +246,17 @@ class Stack:
         found = AdminClient(self.admin).stats("ext_proc|flow_control|overflow")
         return {k: v for k, v in found.items() if v and any(w in k for w in ENVOY_KEPT)}
 
+    def peak_mb(self) -> dict[str, float]:
+        """Peak resident memory (VmHWM) of the core and Envoy, MiB."""
+        up = self.procs[-1].pid
+        out = {}
+        for pid in children(up):
+            name = "core" if pid == self.core_pid else "envoy"
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    out[name] = round(int(line.split()[1]) / 1024, 1)
+        return out
+
     def settle(self, timeout: float) -> float:
         """Until the core holds no side stream and its store has written what it has (two
         polls in a row unchanged), bounded; the seconds it took."""
@@ -271,8 +283,9 @@ class Stack:
 # -- one level ----------------------------------------------------------------------------
 
 
-def _recorded(db: Path) -> tuple[dict[str, tuple[str | None, str | None]], int]:
-    """request_id -> (outcome, error_type) as stored, and the interrupted turns."""
+def _recorded(db: Path) -> tuple[dict[str, tuple[str | None, str | None]], int, int]:
+    """request_id -> (outcome, error_type) as stored, the interrupted turns, and the
+    unobserved requests without a request-id (their response headers were never seen)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         rows = conn.execute("select request_id, outcome, error_type from requests").fetchall()
@@ -281,7 +294,8 @@ def _recorded(db: Path) -> tuple[dict[str, tuple[str | None, str | None]], int]:
         ).fetchone()
     finally:
         conn.close()
-    return {r[0]: (r[1], r[2]) for r in rows if r[0]}, int(interrupted)
+    anonymous = sum(1 for r in rows if not r[0] and r[1] == "unobserved")
+    return {r[0]: (r[1], r[2]) for r in rows if r[0]}, int(interrupted), anonymous
 
 
 def run_level(sessions: int, seconds: float, up_args: Sequence[str], bodies: list[Body]) -> Result:
@@ -307,9 +321,10 @@ def run_level(sessions: int, seconds: float, up_args: Sequence[str], bodies: lis
             result.wire_errors = stats["wire"]["errors_by_type"]
             result.core_restarts = int(pid != stack.core_pid)
             result.envoy = stack.envoy_stats()
+            result.peak_mb = stack.peak_mb()
         finally:
             stack.stop()  # the core flushes its store on SIGTERM
-        recorded, result.interrupted = _recorded(Path(tmp) / "clauditor.db")
+        recorded, result.interrupted, anonymous = _recorded(Path(tmp) / "clauditor.db")
     latencies = [ms for s in sent for ms in s.latencies_ms]
     result.p50_ms, result.p95_ms = percentile(latencies, 50), percentile(latencies, 95)
     for s in sent:
@@ -328,6 +343,11 @@ def run_level(sessions: int, seconds: float, up_args: Sequence[str], bodies: lis
             else:
                 result.false_errors += 1
                 result.errors[f"{outcome}/{error}"] += 1
+    # Unobserved before their response headers, those rows have no request-id to match:
+    # they account for as many of the unmatched requests.
+    matched = min(anonymous, result.missing)
+    result.unobserved += matched
+    result.missing -= matched
     return result
 
 
@@ -371,6 +391,8 @@ def report(results: list[Result]) -> str:
             out.append(f"{r.sessions} sessions, false errors: {dict(r.errors)}")
         if r.envoy:
             out.append(f"{r.sessions} sessions, Envoy: {r.envoy}")
+        if r.peak_mb:
+            out.append(f"{r.sessions} sessions, peak RSS MiB: {r.peak_mb}")
         if r.wire_errors:
             out.append(f"{r.sessions} sessions, side streams ended by: {r.wire_errors}")
         if r.core_restarts:

@@ -337,6 +337,15 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
     help="On Ctrl-C / SIGTERM, seconds Envoy's requests in flight may take to finish "
     "(0: stop at once; a second Ctrl-C does too).",
 )
+@click.option(
+    "--deferred-close-timeout",
+    envvar="CLAUDITOR_DEFERRED_CLOSE_TIMEOUT",
+    type=click.FloatRange(min=0.001, max=3600),
+    default=60.0,
+    show_default=True,
+    help="Seconds Envoy keeps a finished exchange's side stream for a core that lags "
+    "behind; past it what the core has not read is recorded unobserved. Holds no request.",
+)
 @core_options
 @click.pass_context
 def up(
@@ -345,6 +354,7 @@ def up(
     envoy_bin: str | None,
     envoy_admin: AdminSpec,
     drain_timeout: float,
+    deferred_close_timeout: float,
     **core: Any,
 ) -> None:
     """Start the core and an embedded Envoy; restart either if it dies."""
@@ -369,6 +379,7 @@ def up(
             ext_proc_token=core["ext_proc_token"] or None,
             serve_args=_forwarded(ctx),
             drain_timeout=drain_timeout,
+            deferred_close_timeout=deferred_close_timeout,
         )
         sys.exit(Supervisor(config).run())
     except (UpError, UpstreamError) as exc:
