@@ -98,6 +98,7 @@ class Result:
     core_restarts: int = 0
     wire_errors: dict[str, int] = field(default_factory=dict)  # how side streams ended
     peak_mb: dict[str, float] = field(default_factory=dict)  # VmHWM of Envoy and the core
+    priority: dict[str, object] = field(default_factory=dict)  # the core's adaptive nice
 
 
 # -- the client -------------------------------------------------------------------------
@@ -319,6 +320,7 @@ def run_level(sessions: int, seconds: float, up_args: Sequence[str], bodies: lis
             stats = stack.stats()
             pid = int(stats["pid"])
             result.wire_errors = stats["wire"]["errors_by_type"]
+            result.priority = stats.get("priority") or {}
             result.core_restarts = int(pid != stack.core_pid)
             result.envoy = stack.envoy_stats()
             result.peak_mb = stack.peak_mb()
@@ -393,6 +395,8 @@ def report(results: list[Result]) -> str:
             out.append(f"{r.sessions} sessions, Envoy: {r.envoy}")
         if r.peak_mb:
             out.append(f"{r.sessions} sessions, peak RSS MiB: {r.peak_mb}")
+        if r.priority.get("raised"):
+            out.append(f"{r.sessions} sessions, core priority: {r.priority}")
         if r.wire_errors:
             out.append(f"{r.sessions} sessions, side streams ended by: {r.wire_errors}")
         if r.core_restarts:

@@ -44,9 +44,11 @@ _TOKEN = """\
                 - { key: ${key}, value: ${value} }
 """
 
-# Seconds (docs/performance.md, "Capture under saturation": 5 s, Envoy's default, lost
-# exchanges with a core starved of CPU by 64 busy sessions; it holds no request).
-DEFERRED_CLOSE_TIMEOUT = 60.0
+# Seconds. It holds no request (the exchange is over), but a core that lags keeps what it
+# has not read in memory, about hold x the body bytes per second (1 GB at 20 s with 64
+# busy sessions), and an exchange cut without its end (Esc, an upstream cut) is concluded
+# only this long after it: twice Envoy's 5 s default (docs/performance.md, section 10).
+DEFERRED_CLOSE_TIMEOUT = 10.0
 
 # Debian/Ubuntu (and the official Envoy image) keep the system CA bundle here.
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
