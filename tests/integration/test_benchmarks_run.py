@@ -59,3 +59,15 @@ def test_watch_latency_benchmark_runs() -> None:
     out = _run("benchmarks/watch_latency.py", "--sessions", "1", "--turns", "3")
     assert "missing 0" in out
     assert re.search(r"^all\s+n=\s*\d+", out, re.M), out
+
+
+def test_saturation_benchmark_runs() -> None:
+    out = _run("-m", "benchmarks.saturation", "--sessions", "2", "--seconds", "3")
+    *_, row = [  # the level's row of the final table
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in out.splitlines()
+        if line.startswith("|") and line.strip("| ").startswith("2 ")
+    ]
+    sent, captured = int(row[1]), int(row[2])
+    assert sent > 0 and captured == sent, out  # two sessions: the core keeps up
+    assert row[6] == "0", out  # no false errors
