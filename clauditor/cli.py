@@ -245,6 +245,15 @@ CORE_OPTIONS = (
         "yields the CPU to Envoy and Claude Code (0: leave it as it is).",
     ),
     click.option(
+        "--core-nice-lagging",
+        envvar="CLAUDITOR_CORE_NICE_LAGGING",
+        type=click.IntRange(0, 19),
+        default=0,
+        help="CPU niceness the core takes while it lags behind, back to --core-nice once "
+        "it kept up for 10 s (lowering it needs CAP_SYS_NICE or `ulimit -e`; without, it "
+        "stays; equal to --core-nice: off).",
+    ),
+    click.option(
         "--ext-proc-token",
         envvar="CLAUDITOR_EXT_PROC_TOKEN",
         default=None,
@@ -307,6 +316,7 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
         prices=core["prices"],
         weekly_token_budget=core["weekly_token_budget"],
         nice=core["core_nice"],
+        lagging_nice=core["core_nice_lagging"],
         ext_proc_token=core["ext_proc_token"] or None,
         claude_dir=(core["claude_dir"] or default_claude_dir()).expanduser(),
         on_alert=core["on_alert"] or None,
@@ -337,6 +347,15 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
     help="On Ctrl-C / SIGTERM, seconds Envoy's requests in flight may take to finish "
     "(0: stop at once; a second Ctrl-C does too).",
 )
+@click.option(
+    "--deferred-close-timeout",
+    envvar="CLAUDITOR_DEFERRED_CLOSE_TIMEOUT",
+    type=click.FloatRange(min=0.001, max=3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds Envoy keeps a finished exchange's side stream for a core that lags "
+    "behind; past it what the core has not read is recorded unobserved. Holds no request.",
+)
 @core_options
 @click.pass_context
 def up(
@@ -345,6 +364,7 @@ def up(
     envoy_bin: str | None,
     envoy_admin: AdminSpec,
     drain_timeout: float,
+    deferred_close_timeout: float,
     **core: Any,
 ) -> None:
     """Start the core and an embedded Envoy; restart either if it dies."""
@@ -369,6 +389,7 @@ def up(
             ext_proc_token=core["ext_proc_token"] or None,
             serve_args=_forwarded(ctx),
             drain_timeout=drain_timeout,
+            deferred_close_timeout=deferred_close_timeout,
         )
         sys.exit(Supervisor(config).run())
     except (UpError, UpstreamError) as exc:

@@ -26,6 +26,7 @@ from clauditor.domain.events import DomainEvent
 from clauditor.domain.interpreter import Interpreter
 from clauditor.envoy.config import Upstream
 from clauditor.netaddr import LOOPBACK_NAMES, HostPort, port_in_use
+from clauditor.priority import AdaptivePriority
 from clauditor.sessions.alerts import AlertEngine
 from clauditor.sessions.registry import RegistryReader
 from clauditor.sessions.signals.engine import SignalEngine
@@ -62,6 +63,8 @@ class CoreConfig:
     # niceness, so it never competes with Envoy or Claude Code for a CPU; it starts at the
     # niceness it was given, so a busy machine does not slow its start (docs/performance.md).
     nice: int = 0
+    # ... and this one while it lags behind (clauditor.priority), when the OS allows it.
+    lagging_nice: int = 0
     # ext_proc streams must carry this in their x-clauditor-token metadata; None: any
     # stream is accepted (an Envoy of the user's own without the token configured).
     ext_proc_token: str | None = field(default=None, repr=False)
@@ -133,6 +136,7 @@ class Core:
         self.bus.subscribe("tracker", self.tracker.handle)
         self.servicer = ExtProcServicer(self.interpreter, self.clock, token=config.ext_proc_token)
         self.registry = RegistryReader(config.claude_dir) if config.claude_dir else None
+        self.priority = AdaptivePriority(config.nice, config.lagging_nice)
         self._grpc: grpc.aio.Server | None = None
         self._tick: asyncio.Task[None] | None = None
         self.grpc_port: int | None = None
@@ -162,8 +166,13 @@ class Core:
         self._tick = asyncio.create_task(self._ticker(), name="tracker-tick")
 
     async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            before = loop.time()
             await asyncio.sleep(1.0)
+            # How late the loop woke up: the core's lag, for free (a starved or backlogged
+            # loop runs this late).
+            self.priority.observe(max(0.0, loop.time() - before - 1.0), loop.time())
             try:
                 if self.registry is not None:
                     # A directory listing and a few small reads: off the event loop.
@@ -211,7 +220,11 @@ class Core:
                 "listener_errors": self.tracker.listener_errors,
                 "signal_errors": self.tracker.signal_errors,
                 "implausible_usage": self.tracker.implausible_usage,
+                # Envoy reset their side stream while the core lagged: never errors.
+                "unobserved_requests": self.tracker.unobserved_requests,
+                "partial_requests": self.tracker.partial_requests,
             },
+            "priority": self.priority.stats(),
             "drift": self.tracker.signals.drift.view(),
             "alerts": {
                 "fired": self.alerts.fired,
@@ -294,6 +307,7 @@ async def serve(config: CoreConfig, clock: Clock | None = None) -> None:
             TOKEN_METADATA,
         )
     lower_priority(config.nice)
+    core.priority.armed = True
     try:
         await server.serve()
     finally:

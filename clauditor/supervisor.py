@@ -41,7 +41,13 @@ from clauditor.envoy.admin import (
     announce_line,
     socket_in_use,
 )
-from clauditor.envoy.config import EnvoySettings, Upstream, default_ca_file, render
+from clauditor.envoy.config import (
+    DEFERRED_CLOSE_TIMEOUT,
+    EnvoySettings,
+    Upstream,
+    default_ca_file,
+    render,
+)
 from clauditor.netaddr import HostPort, port_in_use
 from clauditor.runtime import RuntimeDirError, instance_dir
 from clauditor.safetext import terminal_text
@@ -86,6 +92,8 @@ class UpConfig:
     serve_args: tuple[str, ...] = field(default_factory=tuple)
     # On SIGTERM / Ctrl-C: how long Envoy's in-flight requests may take to finish.
     drain_timeout: float = 10.0
+    # Envoy's hold on a finished exchange's side stream for a core that lags (config.py).
+    deferred_close_timeout: float = DEFERRED_CLOSE_TIMEOUT
 
 
 def find_envoy(explicit: str | None) -> str:
@@ -336,6 +344,7 @@ class Supervisor:
             upstream=cfg.upstream,
             ca_file=default_ca_file(),
             ext_proc_token=self.token,
+            deferred_close_timeout=cfg.deferred_close_timeout,
         )
         assert self._runtime_dir is not None
         path = self._runtime_dir / "envoy.yaml"

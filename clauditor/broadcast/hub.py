@@ -536,6 +536,7 @@ class WatchHub(TrackerListener):
             unverified_reasons=list(session.unverified_reasons),
             in_flight=len(session.in_flight),
             error_type=request.error_type,
+            outcome=request.outcome,
             retry=request.retry,
         )
         if request.error_type is not None:

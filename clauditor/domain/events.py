@@ -8,9 +8,15 @@ Consumers never see raw bytes or headers, only these.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from clauditor.parsing.fold import MessageResult, ToolUse
 from clauditor.parsing.request import ParsedRequest
+
+Observed = Literal["full", "partial", "none"]
+# ParsedRequest.error of a request whose body the core never saw whole because its side
+# stream was reset: no verdict on the request, and no error of it.
+UNOBSERVED_REQUEST = "unobserved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,11 @@ class ExchangeFinished:
     # "aborted" (side stream ended before the response), "request_not_json"...
     error_type: str | None
     decode_errors: int = 0
+    # How much of the exchange the core saw: "full", or, when Envoy reset the side stream
+    # before the core had read to its end (a core lagging past deferred_close_timeout),
+    # "partial" (some of the response) or "none" (none of it). Such an exchange carries
+    # no error_type: what it lacks is clauditor's view, not Anthropic's answer.
+    observed: Observed = "full"
 
 
 DomainEvent = (

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 from clauditor.claude_code import HEADER_PREFIX, SESSION_HEADER
 from clauditor.domain.events import (
+    UNOBSERVED_REQUEST,
     DomainEvent,
     ExchangeFinished,
     FirstToken,
+    Observed,
     QuotaHeaders,
     RequestParsed,
     RequestStarted,
@@ -49,6 +51,10 @@ class InterpreterStats:
     malformed_events: int = 0
     unknown_events: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
+    # Exchanges whose side stream Envoy reset before the core read to its end (a core
+    # lagging past deferred_close_timeout): none of the response seen / part of it.
+    unobserved: int = 0
+    partial: int = 0
 
 
 def _path_of(raw_path: str) -> str:
@@ -116,10 +122,19 @@ class _MessagesExchange:
         if self._decoder is not None and self._decoder.too_large:
             stats.decompression_bombs += 1
 
-    def _finish_request(self, ts: float) -> None:
+    def _finish_request(self, ts: float, *, seen_whole: bool = True) -> None:
         if self._parsed:
             return
         self._parsed = True
+        if not seen_whole:
+            # Reset before the end of the body: what we hold is a cut of the request,
+            # and parsing it would only call a complete request broken.
+            request = ParsedRequest(ok=False, error=UNOBSERVED_REQUEST)
+            request.session_id = self._headers.get(SESSION_HEADER)
+            request.session_source = "header" if request.session_id else None
+            self._body = bytearray()
+            self._owner.emit(RequestParsed(self.id, self.started_at, ts, request, self._authority))
+            return
         decoder = self._decoder
         if decoder is not None and not self._too_large:
             self._body += decoder.flush()
@@ -186,16 +201,27 @@ class _MessagesExchange:
     def on_close(self, ts: float, error: str | None) -> None:
         if self.ignored or self._finished:
             return
+        if error is not None and not (self._status is not None and self._status >= 400):
+            # The side stream was reset (or failed) before the core read what Envoy had
+            # sent up to its end: Envoy gives a lagging core deferred_close_timeout after
+            # the exchange, then drops what the core has not read. The end of this
+            # exchange happened, clauditor just did not see it: unobserved / partial,
+            # never an error. (A stream the core read to its end closes cleanly: a cut
+            # upstream or a client that went away is still truncated / aborted below.
+            # An error status in the headers is Anthropic's answer whatever came after.)
+            self._finish_request(ts, seen_whole=False)
+            self._finish(ts, None, observed="none" if self._response is None else "partial")
+            return
         self._finish_request(ts)
         self._finish(ts, "aborted" if self._response is None else None)
 
-    def _finish(self, ts: float, forced_error: str | None) -> None:
+    def _finish(self, ts: float, forced_error: str | None, observed: Observed = "full") -> None:
         if self._finished:
             return
         self._finished = True
         parser = self._response
         result = parser.finish() if parser is not None else MessageResult()
-        error = forced_error or classify_error(self._status, result)
+        error = None if observed != "full" else forced_error or classify_error(self._status, result)
         stats = self._owner.stats
         stats.malformed_events += result.malformed_events
         stats.unknown_events += result.unknown_events
@@ -204,7 +230,13 @@ class _MessagesExchange:
             stats.undecodable_bodies += 1
         if error is not None:
             stats.errors_by_type[error] = stats.errors_by_type.get(error, 0) + 1
-        self._owner.emit(ExchangeFinished(self.id, ts, self._status, result, error, decode_errors))
+        if observed == "none":
+            stats.unobserved += 1
+        elif observed == "partial":
+            stats.partial += 1
+        self._owner.emit(
+            ExchangeFinished(self.id, ts, self._status, result, error, decode_errors, observed)
+        )
 
 
 def classify_error(status: int | None, result: MessageResult) -> str | None:

@@ -44,6 +44,12 @@ _TOKEN = """\
                 - { key: ${key}, value: ${value} }
 """
 
+# Seconds. It holds no request (the exchange is over), but a core that lags keeps what it
+# has not read in memory, about hold x the body bytes per second (1 GB at 20 s with 64
+# busy sessions), and an exchange cut without its end (Esc, an upstream cut) is concluded
+# only this long after it: twice Envoy's 5 s default (docs/performance.md, section 10).
+DEFERRED_CLOSE_TIMEOUT = 10.0
+
 # Debian/Ubuntu (and the official Envoy image) keep the system CA bundle here.
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -102,6 +108,11 @@ class EnvoySettings:
     # Sent as x-clauditor-token on every ext_proc stream (the core refuses others); None:
     # none sent (the compose file: that core runs without a token).
     ext_proc_token: str | None = field(default=None, repr=False)
+    # How long Envoy keeps an exchange's side stream after the exchange ended, for a core
+    # that lags behind to read it; past it, Envoy resets the stream and what the core had
+    # not read is lost (recorded unobserved / partial). The core ends each side stream
+    # itself once it read the response's end, so only a lagging core's streams wait.
+    deferred_close_timeout: float = DEFERRED_CLOSE_TIMEOUT
 
 
 def default_ca_file() -> str:
@@ -153,7 +164,13 @@ def render(settings: EnvoySettings) -> str:
         upstream_port=up.port,
         upstream_host_header=up.host_header,
         upstream_tls=tls,
+        deferred_close_timeout=_duration(settings.deferred_close_timeout),
     )
+
+
+def _duration(seconds: float) -> str:
+    """A protobuf Duration as Envoy's YAML takes it: "60s", "0.5s"."""
+    return f"{seconds:g}s"
 
 
 # The top-level envoy.yaml (docker compose): Envoy listens on all interfaces *inside*

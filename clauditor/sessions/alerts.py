@@ -167,6 +167,12 @@ class AlertEngine(TrackerListener):
                 context_fill=session.signals.context_fill,
                 threshold_tokens=session.signals.compaction_threshold,
             )
+        if request.observed == "full":  # else its end was not seen: no failure, no success
+            self._error_streak(session, request)
+        self._quota()
+
+    def _error_streak(self, session: Session, request: RequestRecord) -> None:
+        sid = session.session_id
         streak = self._errors_in_a_row.get(sid, 0) + 1 if request.error_type else 0
         self._errors_in_a_row[sid] = streak
         self._hold(
@@ -178,7 +184,6 @@ class AlertEngine(TrackerListener):
             last_error=request.error_type,
             status=request.status,
         )
-        self._quota()
 
     # -- time-based --------------------------------------------------------------------
     def tick(self) -> None:

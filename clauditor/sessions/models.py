@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from clauditor.sessions.signals.quota import QuotaView
 
 SessionStatus = Literal["active", "idle", "ended"]
-TurnOutcome = Literal["in_progress", "completed", "interrupted", "abandoned", "error"]
+# unobserved: its last request's end was not seen (the core lagged past Envoy's hold), so
+# whether it completed is unknown; closed so when the next evidence (a new prompt, the
+# idle timeout) comes, never called interrupted.
+TurnOutcome = Literal["in_progress", "completed", "interrupted", "abandoned", "error", "unobserved"]
 ToolOutcome = Literal["pending", "ok", "error", "abandoned"]
 # prompt: the user typed it; task_notification: a background task finished; compaction:
 # a /compact or automatic compaction outside a turn; resumed: picked up mid-way (its start
@@ -391,14 +394,21 @@ class RequestRecord:
     span_id: str | None = None
     # Exchange ids restart with the core; this one is unique across restarts.
     uid: str = field(default_factory=lambda: uuid4().hex)
+    # "full", or "partial" / "none": Envoy reset its side stream before the core read to
+    # the end (domain.events.ExchangeFinished.observed); then no error_type, no verdict.
+    observed: str = "full"
 
     @property
     def outcome(self) -> str:
         """How its stream ended: complete, recovered (failed, then its resend succeeded),
         error, truncated (no message_stop), client_cancelled (the client went away before
-        an answer), upstream_unreachable (Envoy could not connect), unobserved."""
+        an answer), upstream_unreachable (Envoy could not connect), unobserved (a core
+        that stopped, or lagged past Envoy's hold, never saw its end, nor any of its
+        response), partial (the same, with part of the response seen)."""
         if self.ended_at is None:
             return "in_flight"
+        if self.observed != "full":
+            return "unobserved" if self.observed == "none" else "partial"
         e = self.error_type
         if e is None:
             return "complete"
@@ -488,6 +498,8 @@ class Turn:
     segments: list[Segment] = field(default_factory=list)
     waits: list[tuple[float, float]] = field(default_factory=list)
     time: dict[TimePart, float] | None = None
+    # Its newest finished request was unobserved / partial: its end is unknown.
+    end_unseen: bool = False
 
     @property
     def duration_ms(self) -> float | None:

@@ -19,6 +19,7 @@ from typing import TypeVar
 from clauditor.claude_code import AGENT_TOOLS, TaskNotification, vocabulary
 from clauditor.clock import Clock
 from clauditor.domain.events import (
+    UNOBSERVED_REQUEST,
     DomainEvent,
     ExchangeFinished,
     FirstToken,
@@ -182,6 +183,10 @@ class SessionTracker:
         self.unattributed_requests = 0
         self.listener_errors = 0
         self.implausible_usage = 0  # responses whose usage no model allows
+        # Requests whose end the core did not see (Envoy reset their side stream while the
+        # core lagged): none of the response seen, or part of it. Never errors.
+        self.unobserved_requests = 0
+        self.partial_requests = 0
         # Debug signals (cost, cache, context, fallback, quota): computed before listeners run.
         self.signals = signals if signals is not None else SignalEngine(clock)
         self.signal_errors = 0
@@ -515,7 +520,7 @@ class SessionTracker:
             body_done_at=event.body_done_ts,
             upstream=event.upstream_host,
         )
-        if not req.ok:
+        if not req.ok and req.error != UNOBSERVED_REQUEST:
             record.error_type = f"request_{req.error}"
         if req.entrypoint and session.entrypoint is None:
             session.entrypoint = req.entrypoint
@@ -652,6 +657,10 @@ class SessionTracker:
     def _end_turn(self, session: Session, turn: Turn, ts: float, outcome: str) -> None:
         if turn.outcome != "in_progress":
             return
+        if turn.end_unseen and outcome in ("interrupted", "abandoned"):
+            # Its last response's end was never seen (a lagging core): whether it
+            # completed is unknown, so it is neither interrupted nor abandoned.
+            outcome = "unobserved"
         turn.outcome = outcome  # type: ignore[assignment]
         turn.ended_at = ts
         turn.time = self._time_of(session, turn, ts)
@@ -882,6 +891,11 @@ class SessionTracker:
             record.error_type = event.error_type
         else:
             record.error_type = record.error_type or event.error_type
+        record.observed = event.observed
+        if event.observed == "none":
+            self.unobserved_requests += 1
+        elif event.observed == "partial":
+            self.partial_requests += 1
         reported = tokens_of(result)
         if self.signals.drift.implausible(
             session, result.model or record.model_requested, reported
@@ -923,7 +937,11 @@ class SessionTracker:
             self._recovered(session, record)
         if record.parent_tool_use_id is not None:
             self._roll_up(session, record)
-        if record.error_type is not None:
+        if turn is not None and record.kind in TURN_KINDS:
+            turn.end_unseen = record.observed != "full"
+        if record.observed != "full":
+            pass  # no verdict: neither an error nor the end of its turn (outcome partial...)
+        elif record.error_type is not None:
             session.errors += 1
             if turn is not None:
                 turn.errors += 1

@@ -70,11 +70,17 @@ def session_rows(db: sqlite_utils.Database, session_id: str) -> SessionRows | No
         sql = f"select * from {table} where session_id = ? and ({keep}) order by {order}"
         return list(db.query(sql, [session_id]))
 
-    # What a crashed core never saw the end of is no evidence of anything: not an input.
+    # What a crashed or lagging core never saw the end of is no evidence of anything: not
+    # an input.
     return SessionRows(
         session=found[0],
         turns=rows("turns", "turn", "coalesce(outcome, '') != 'unobserved'"),
-        requests=rows("requests", "started_at", "coalesce(error_type, '') != 'unobserved'"),
+        requests=rows(
+            "requests",
+            "started_at",
+            "coalesce(error_type, '') != 'unobserved'"
+            " and coalesce(outcome, '') not in ('unobserved', 'partial')",
+        ),
         tool_calls=rows("tool_calls", "requested_at", "coalesce(outcome, '') != 'unobserved'"),
         compactions=rows("compactions", "happened_at"),
     )

@@ -4,7 +4,8 @@ Periods are UTC: today from 00:00, the week from Monday 00:00, the month from th
 A request belongs to the period it started in; a session counts when one of its requests
 did. Cache hit ratio = cache_read / (input + cache_read + cache_creation) tokens.
 A request closed as `unobserved` (a crashed core never saw its end) is no error: it is
-counted apart (`unobserved_requests`), never in `errors` or `errors_by_type`.
+counted apart (`unobserved_requests`), never in `errors` or `errors_by_type`; so is one
+whose side stream Envoy reset while the core lagged (outcome `unobserved` / `partial`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ select count(distinct session_id) as sessions,
        sum(cost_cache_read_usd) as cost_cache_read_usd,
        coalesce(sum(fallback), 0) as fallbacks,
        coalesce(sum(error_type is not null and error_type != 'unobserved'), 0) as errors,
-       coalesce(sum(error_type = 'unobserved'), 0) as unobserved_requests,
+       coalesce(sum(error_type = 'unobserved' or outcome in ('unobserved', 'partial')), 0)
+         as unobserved_requests,
        coalesce(sum(retry), 0) as retries,
        coalesce(sum(kind = 'compaction' and error_type is null), 0) as compaction_requests
 from requests where started_at >= ?

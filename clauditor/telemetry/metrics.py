@@ -258,6 +258,7 @@ class Observables:
         observe(m, n.STORE_PAUSED, self._store_paused)
         observe(m, n.STORE_ROWS_PENDING, lambda: _obs(self.stats()["store"]["rows_pending"]))
         observe(m, n.TRACKER_ANOMALIES, self._tracker)
+        observe(m, n.REQUESTS_UNOBSERVED, self._unobserved)
         observe(m, n.DRIFT, self._drift)
         observe(m, n.TELEMETRY_SPANS, self._spans)
 
@@ -356,6 +357,13 @@ class Observables:
             Observation(self.tracker.signal_errors, {n.LABEL_REASON: "signal_error"}),
             Observation(t["hold_timeouts"], {n.LABEL_REASON: "hold_timeout"}),
             Observation(t["late_prompts"], {n.LABEL_REASON: "late_prompt"}),
+        ]
+
+    def _unobserved(self) -> list[Observation]:
+        t = self.stats()["tracker"]
+        return [
+            Observation(t["unobserved_requests"], {n.LABEL_OUTCOME: "unobserved"}),
+            Observation(t["partial_requests"], {n.LABEL_OUTCOME: "partial"}),
         ]
 
     def _drift(self) -> list[Observation]:

@@ -483,6 +483,15 @@ TRACKER_ANOMALIES = _m(
     "reached the core after the turn their tool_result opened (late_prompt), by reason.",
     "clauditor_tracker_anomalies_total",
 )
+REQUESTS_UNOBSERVED = _m(
+    "clauditor.requests.unobserved",
+    "observable_counter",
+    "{request}",
+    "Requests whose end the core never saw: Envoy reset their side stream while the core "
+    "lagged (outcome unobserved: none of the response seen; partial: part of it). Never "
+    "errors; a rising count means the core is overloaded.",
+    "clauditor_requests_unobserved_total",
+)
 TELEMETRY_SPANS = _m(
     "clauditor.telemetry.spans",
     "observable_counter",
@@ -536,5 +545,6 @@ METRICS: tuple[MetricSpec, ...] = (
     STORE_PAUSED,
     STORE_ROWS_PENDING,
     TRACKER_ANOMALIES,
+    REQUESTS_UNOBSERVED,
     TELEMETRY_SPANS,
 )

@@ -440,6 +440,16 @@ def status_line(
     return line
 
 
+def overload_line(state: WatchState) -> Text | None:
+    """How many exchanges the core did not see the end of (it lagged past Envoy's hold):
+    not Anthropic's errors, and said so; None while there are none."""
+    n = state.unobserved_total
+    if not n:
+        return None
+    word = "exchange" if n == 1 else "exchanges"
+    return Text(f"{n} {word} not observed (core overloaded)", style="yellow", no_wrap=True)
+
+
 # -- views ------------------------------------------------------------------------------
 def sessions_table(
     state: WatchState, now: float, sessions: Sequence[SessionView], width: int = 120
@@ -514,6 +524,9 @@ def render_dashboard(
     sessions = state.ordered()
     parts: list[RenderableType] = [status_line(state, now, url, title)]
     parts += alert_lines(state)
+    overloaded = overload_line(state)
+    if overloaded is not None:
+        parts.append(overloaded)
     if sessions:
         parts.append(sessions_table(state, now, sessions, width))
     else:
@@ -522,6 +535,7 @@ def render_dashboard(
         parts.append(Text(f"+{len(overflow)} without a pane: " + ", ".join(overflow)))
     parts.append(quota_line(state.quota, now, tz))
     used = 1 + (len(sessions) + 1 if sessions else 1) + (1 if overflow else 0) + 1
+    used += 1 if overloaded is not None else 0
     room = height - used - 1
     events = _feed_events(state, DASHBOARD_FEED, room)
     if room > 0:

@@ -140,6 +140,9 @@ class WatchState:
     feed: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=FEED_MAX))
     connection: Connection = field(default_factory=Connection)
     lagged_total: int = 0
+    # Exchanges whose end the core never saw (Envoy reset their side stream while it
+    # lagged): request_end with outcome unobserved / partial.
+    unobserved_total: int = 0
     events_seen: int = 0
     # Open alerts by (kind, session id): shown until the core says the episode ended.
     alerts: dict[tuple[str, str | None], dict[str, Any]] = field(default_factory=dict)
@@ -338,6 +341,8 @@ class WatchState:
                 view.tool_failures += 1
         elif kind == "request_end":
             view.in_flight = _int(e.get("in_flight"), max(0, view.in_flight - 1))
+            if e.get("outcome") in ("unobserved", "partial"):
+                self.unobserved_total += 1
             self._cost(view, e.get("session_cost_usd"))
             self._trust(view, e)
             usage = e.get("usage")

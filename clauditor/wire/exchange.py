@@ -35,6 +35,8 @@ class WireStats:
     streams_failed: int = 0
     # Refused before anything was read: no or a wrong ext_proc token (not opened).
     streams_refused: int = 0
+    # Closed by the core itself once the response ended (included in streams_closed).
+    streams_ended_early: int = 0
     messages: int = 0
     body_bytes: int = 0
     consumer_errors: int = 0

@@ -37,6 +37,15 @@ _CONTINUE_FOR = {
 }
 
 
+def _response_ended(message: Any, kind: str | None) -> bool:
+    """The message carries the response's end of stream: the exchange is over."""
+    if kind == "response_body":
+        return bool(message.response_body.end_of_stream)
+    if kind == "response_headers":
+        return bool(message.response_headers.end_of_stream)
+    return False
+
+
 def decode_headers(header_map: Any) -> Headers:
     """Envoy sends either `value` or `raw_value` (bytes) depending on version: read both."""
     out: Headers = []
@@ -103,6 +112,13 @@ class ExtProcServicer:
                     faulted = not self._dispatch(observer, kind, message)
                 if not message.observability_mode and kind in _CONTINUE_FOR:
                     yield _CONTINUE_FOR[kind]()
+                if _response_ended(message, kind):
+                    # Nothing else comes (trailers are SKIP): end the side stream now.
+                    # Envoy would otherwise hold it open for deferred_close_timeout after
+                    # every exchange, so a long hold (the time a lagging core has to catch
+                    # up) would keep thousands of idle streams open on both sides.
+                    stats.streams_ended_early += 1
+                    break
         except asyncio.CancelledError:
             # Envoy reset the side stream (client gone, deferred close timeout...).
             error = "cancelled"

@@ -67,3 +67,15 @@ def test_statusline_benchmark_runs() -> None:
     (row, *_) = _rows(out, "2")  # the n column of the rows: 2 runs each
     assert len(_rows(out, "2")) == 6, out
     assert row[0] == "python -c pass (interpreter start)"
+
+
+def test_saturation_benchmark_runs() -> None:
+    out = _run("-m", "benchmarks.saturation", "--sessions", "2", "--seconds", "3")
+    *_, row = [  # the level's row of the final table
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in out.splitlines()
+        if line.startswith("|") and line.strip("| ").startswith("2 ")
+    ]
+    sent, captured = int(row[1]), int(row[2])
+    assert sent > 0 and captured == sent, out  # two sessions: the core keeps up
+    assert row[6] == "0", out  # no false errors

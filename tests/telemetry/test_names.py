@@ -236,6 +236,12 @@ PINNED_METRICS = [
         "clauditor_tracker_anomalies_total",
     ),
     (
+        "clauditor.requests.unobserved",
+        "observable_counter",
+        "{request}",
+        "clauditor_requests_unobserved_total",
+    ),
+    (
         "clauditor.telemetry.spans",
         "observable_counter",
         "{span}",
@@ -343,6 +349,8 @@ STATS = {
         "hold_timeouts": 2,
         "late_prompts": 1,
         "listener_errors": 0,
+        "unobserved_requests": 3,
+        "partial_requests": 4,
     },
     "store": {
         "rows_written": 7,

@@ -415,3 +415,17 @@ def test_a_pane_opened_late_starts_with_the_sessions_history() -> None:
     assert plain_line(events[2]).endswith("(history)")
     # What /watch itself replays (its last 5 s) is left to it: nothing shows twice.
     assert history_events(detail, T0 + 11) == events[:3]  # up to 08:00:05
+
+
+def test_the_dashboard_says_how_many_exchanges_the_core_did_not_see() -> None:
+    state = two_sessions()
+    before = text(render_dashboard(state, T0 + 10, height=24, url=URL, tz=UTC, width=80), 80)
+    assert "not observed" not in before
+    for seq, outcome in ((20, "partial"), (21, "unobserved"), (22, "complete")):
+        state.apply(ev("request_end", B, seq, in_flight=0, kind="main", status=200,
+                       outcome=outcome, error_type=None))  # fmt: skip
+    out = text(render_dashboard(state, T0 + 30, height=24, url=URL, tz=UTC, width=80), 80)
+    lines = out.splitlines()
+    assert lines[1] == "2 exchanges not observed (core overloaded)"
+    assert len(lines) <= 24
+    assert state.sessions[B].errors == 0  # not Anthropic's errors

@@ -113,3 +113,26 @@ def test_normal_mode_continues_every_message() -> None:
     servicer = ExtProcServicer(_Sink(), ManualClock())
     replies = asyncio.run(_run(servicer, _messages(False)))
     assert replies == ["request_headers", "request_body", "response_headers", "response_body"]
+
+
+class _Recorder(_Sink):
+    def on_response_headers(self, headers: Headers, ts: float, end_of_stream: bool) -> None:
+        self.seen.append(f"response headers {end_of_stream}")
+
+    def on_response_body(self, chunk: bytes, ts: float, end_of_stream: bool) -> None:
+        self.seen.append(f"response body {chunk!r} {end_of_stream}")
+
+
+def test_the_core_ends_the_side_stream_once_the_response_ended() -> None:
+    """Envoy would hold it for deferred_close_timeout; nothing comes after the response's
+    end (trailers are SKIP), so the core ends it and reads no further."""
+    sink = _Recorder()
+    servicer = ExtProcServicer(sink, ManualClock())
+    last = pb.ProcessingRequest(
+        response_body=pb.HttpBody(body=b"y", end_of_stream=True), observability_mode=True
+    )
+    never = pb.ProcessingRequest(response_body=pb.HttpBody(body=b"z"), observability_mode=True)
+    assert asyncio.run(_run(servicer, [*_messages(True), last, never])) == []
+    assert sink.seen[-3:] == ["response body b'x' False", "response body b'y' True", "close None"]
+    assert servicer.stats.streams_ended_early == 1 and servicer.stats.streams_closed == 1
+    assert servicer.stats.messages == 5
