@@ -7,8 +7,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -33,6 +34,9 @@ class _TerminalFormatter(logging.Formatter):
         return terminal_text(super().format(record))
 
 
+F = TypeVar("F", bound=Callable[..., Any])  # a click command function
+
+
 def _setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -41,7 +45,7 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _addr(flag: str):  # type: ignore[no-untyped-def]
+def _addr(flag: str) -> Callable[[click.Context, click.Parameter, str], HostPort]:
     def convert(ctx: click.Context, param: click.Parameter, value: str) -> HostPort:
         try:
             return HostPort.parse(value, flag=flag)
@@ -58,7 +62,7 @@ def _admin(ctx: click.Context, param: click.Parameter, value: str | None) -> Adm
         raise click.BadParameter(str(exc)) from None
 
 
-def _admin_option(envvar: str | None):  # type: ignore[no-untyped-def]
+def _admin_option(envvar: str | None) -> Callable[[F], F]:
     return click.option(
         "--envoy-admin",
         envvar=envvar,
@@ -275,7 +279,7 @@ CORE_OPTIONS = (
 _SUPERVISOR_SETS = frozenset({"grpc", "api", "upstream", "db", "ext_proc_token"})
 
 
-def core_options(command):  # type: ignore[no-untyped-def]
+def core_options(command: F) -> F:
     for option in reversed(CORE_OPTIONS):
         command = option(command)
     return command
@@ -360,6 +364,7 @@ def _core_config(core: dict[str, Any]):  # type: ignore[no-untyped-def]
 @click.pass_context
 def up(
     ctx: click.Context,
+    /,
     listen: HostPort,
     envoy_bin: str | None,
     envoy_admin: AdminSpec,

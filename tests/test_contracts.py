@@ -1,6 +1,7 @@
-"""The layer rule of the README, as import-linter contracts in pyproject.toml: this runs
-them on the package, and on a copy of it with one import against the flow, which they
-must catch (a gate that cannot fail guards nothing)."""
+"""The gates of the README's test command: mypy in strict mode over the package, and the
+layer rule as import-linter contracts in pyproject.toml, run on the package and on a copy
+of it with one import against the flow, which they must catch (a gate that cannot fail
+guards nothing)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def test_the_package_type_checks_strictly() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental"],  # [tool.mypy]: strict, clauditor/
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert run.stdout.startswith("Success: no issues found"), run.stdout
 
 
 def _lint(cwd: Path) -> subprocess.CompletedProcess[str]:

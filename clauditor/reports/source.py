@@ -37,7 +37,8 @@ class NotFound(SourceError):
 
 
 class HistorySource(Protocol):
-    description: str
+    @property
+    def description(self) -> str: ...
 
     def sessions(self, limit: int, days: float | None) -> list[dict[str, Any]]: ...
     def recall(self, query: str, limit: int, days: float | None) -> list[dict[str, Any]]: ...
@@ -80,20 +81,28 @@ class ApiSource:
             return True
 
     def sessions(self, limit: int, days: float | None) -> list[dict[str, Any]]:
-        return self._get("/api/sessions", {"limit": limit, "days": days})["sessions"]
+        found: list[dict[str, Any]] = self._get("/api/sessions", {"limit": limit, "days": days})[
+            "sessions"
+        ]
+        return found
 
     def recall(self, query: str, limit: int, days: float | None) -> list[dict[str, Any]]:
-        return self._get("/api/recall", {"q": query, "limit": limit, "days": days})["sessions"]
+        params = {"q": query, "limit": limit, "days": days}
+        found: list[dict[str, Any]] = self._get("/api/recall", params)["sessions"]
+        return found
 
     def diagnose(self, session_id: str) -> dict[str, Any]:
-        return self._get(f"/api/diagnosis/{session_id}")
+        found: dict[str, Any] = self._get(f"/api/diagnosis/{session_id}")
+        return found
 
     def models(self, prices: PriceTable) -> dict[str, Any]:
         # The core's own catalog (with its --prices), and what it has seen.
-        return self._get("/api/models")
+        found: dict[str, Any] = self._get("/api/models")
+        return found
 
     def report(self, days: int, by: str) -> dict[str, Any]:
-        return self._get("/api/report", {"days": days, "by": by})
+        found: dict[str, Any] = self._get("/api/report", {"days": days, "by": by})
+        return found
 
 
 @dataclass

@@ -256,7 +256,12 @@ def trend_report(
             [since, until],
         )
     ]
-    groups = {"day": per_day, "model": per_model, "project": per_project}[by]
+    choices: dict[str, dict[Any, _Sum]] = {
+        "day": per_day,
+        "model": per_model,
+        "project": per_project,
+    }
+    groups = choices[by]
     ranked = groups.items() if by == "day" else _ranked(groups)
     p50, p95 = nearest_rank(ttfts, 50), nearest_rank(ttfts, 95)
     return {

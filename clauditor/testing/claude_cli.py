@@ -233,17 +233,32 @@ def run_interactive(
         poll(lambda: PROMPT_MARK in tmux.capture(target), timeout)
         for k, prompt in enumerate(prompts, 1):
             tmux("send-keys", "-t", target, "-l", prompt)
+
+            def typed(p: str = prompt) -> bool:
+                return p[-20:] in tmux.capture(target)
+
+            def reply(k: int = k) -> str | None:
+                screen = tmux.capture(target)
+                return screen if screen and replied(screen, k) else None
+
             # The TUI echoes what it took in; Enter only once all of it is in the box.
-            poll(lambda p=prompt: p[-20:] in tmux.capture(target), timeout)
+            poll(typed, timeout)
             tmux("send-keys", "-t", target, "Enter")
-            run.screens.append(
-                poll(lambda k=k: (s := tmux.capture(target)) and replied(s, k) and s, timeout)
-            )
+            screen = poll(reply, timeout)
+            assert screen is not None  # poll returns only a truthy value
+            run.screens.append(screen)
         tmux("send-keys", "-t", target, "-l", "/exit")
         poll(lambda: "/exit" in tmux.capture(target), timeout)
         tmux("send-keys", "-t", target, "Enter")
         poll(lambda: not tmux.alive(target), timeout)
-        run.state = poll(lambda: (s := home.project_state()).get("lastSessionId") and s, timeout)
+
+        def written() -> dict[str, Any] | None:
+            state = home.project_state()
+            return state if state.get("lastSessionId") else None
+
+        found = poll(written, timeout)
+        assert found is not None
+        run.state = found
     finally:
         tmux.kill()
         run.wall_s = time.monotonic() - start

@@ -25,6 +25,8 @@ from clauditor.wire import protocol as pb
 from clauditor.wire.auth import TOKEN_METADATA, matches, presented
 from clauditor.wire.exchange import ExchangeObserver, ExchangeSink, Headers, WireStats
 
+# The servicer context of one Process stream (its request and response messages).
+Context = grpc.aio.ServicerContext[pb.ProcessingRequest, pb.ProcessingResponse]
 log = logging.getLogger(__name__)
 
 _CONTINUE_FOR = {
@@ -71,12 +73,12 @@ class ExtProcServicer:
         self._token = token.encode() if token else None
         self._refusals_logged = float("-inf")
 
-    def _authorised(self, context: grpc.aio.ServicerContext) -> bool:
+    def _authorised(self, context: Context) -> bool:
         if self._token is None:
             return True
         return matches(presented(context.invocation_metadata()), self._token)
 
-    async def _refuse(self, context: grpc.aio.ServicerContext) -> None:
+    async def _refuse(self, context: Context) -> None:
         self.stats.streams_refused += 1
         now = self._clock.now()
         if now - self._refusals_logged > 60:  # a flood must not flood the log
@@ -92,7 +94,7 @@ class ExtProcServicer:
     async def Process(
         self,
         request_iterator: AsyncIterator[pb.ProcessingRequest],
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> AsyncIterator[pb.ProcessingResponse]:
         if not self._authorised(context):
             await self._refuse(context)  # raises: the stream ends here, nothing read

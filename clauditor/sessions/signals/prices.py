@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
@@ -354,10 +355,10 @@ def _read(path: Path) -> Any:
         raise PriceError(f"cannot read price file {path}: {exc.strerror or exc}") from None
     try:
         if path.suffix.lower() == ".toml":
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                raise PriceError(f"{path}: TOML needs Python >= 3.11; use JSON") from None
+            if sys.version_info < (3, 11):
+                raise PriceError(f"{path}: TOML needs Python >= 3.11; use JSON")
+            import tomllib
+
             return tomllib.loads(raw.decode("utf-8"))
         return json.loads(raw)
     except PriceError:
