@@ -126,6 +126,9 @@ class ToolCall:
     subagent_requests: int = 0
     subagent_tokens: TokenCounts = field(default_factory=TokenCounts)
     subagent_cost_usd: float | None = None
+    # The end of the newest request of its run: the run itself may end well before the
+    # result reaches the model (Claude Code waits for every tool of the response first).
+    run_ended_at: float | None = None
 
     @property
     def duration_ms(self) -> float | None:

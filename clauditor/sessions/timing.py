@@ -7,8 +7,9 @@
 - `waiting_for_you_ms`: Claude Code waiting on its user inside the turn (a permission
   prompt: its session registry says `waiting`);
 - `retries_ms`: a failed attempt, and the backoff before the next request;
-- `subagents_ms`: foreground Agent runs (launch → result); background ones outlive the
-  turn and are not part of its time.
+- `subagents_ms`: foreground Agent runs (the call → the end of the run's last request;
+  the rest until the result reaches the model is the tools' time, as Claude Code waits for
+  every tool of the response); background ones outlive the turn and are not part of it.
 
 Each instant of the turn is given to exactly one part, so parallel tools or subagents
 count once (an interval union) and the parts sum to the turn's duration. Where parts

@@ -109,6 +109,8 @@ def _running_agents(session: Session) -> list[ToolCall]:
 
 
 def _add_run(call: ToolCall, record: RequestRecord) -> None:
+    if record.ended_at is not None:
+        call.run_ended_at = max(call.run_ended_at or record.ended_at, record.ended_at)
     call.subagent_tokens.add(record.tokens)
     call.subagent_cost_usd = add_cost(call.subagent_cost_usd, record.signals.cost_usd)
 
@@ -673,8 +675,13 @@ class SessionTracker:
 
     @staticmethod
     def _time_of(session: Session, turn: Turn, end: float) -> dict[TimePart, float]:
+        # A foreground run lasts from the Agent call to its last request's end (or, with
+        # none seen, to the call's result): what follows is the other tools' time.
         runs = [
-            (c.requested_at or c.seen_at, c.result_at if c.result_at is not None else end)
+            (
+                c.requested_at or c.seen_at,
+                c.run_ended_at or (c.result_at if c.result_at is not None else end),
+            )
             for c in turn.agent_calls
             if not c.background and not c.subagent
         ]

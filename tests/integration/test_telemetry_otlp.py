@@ -259,3 +259,45 @@ def test_collector_down_never_touches_traffic(
         started = time.monotonic()
         assert stack.stop() == 0
     assert time.monotonic() - started < 10
+
+
+def test_real_claude_code_turn_time_agrees_in_api_and_span(
+    claude_cli: Cli, receiver: Receiver, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 14's "done when" on the real CLI: one turn with a slow tool (`sleep 2`) and a
+    foreground subagent; the API's turn and its invoke_agent span say where the time went,
+    the same way, and the parts add up to the turn."""
+    from clauditor.testing.claude_scenarios import AGENT
+    from tests.integration.test_claude_code import run_claude
+
+    sleep = '[[fake:tool Bash {"command": "sleep 2", "description": "Wait two seconds"}]]'
+    stack = start_stack(fake.url, tmp_path / "stack", "--otlp-endpoint", receiver.endpoint)
+    try:
+        prompt = f"{AGENT % 'false'} Then wait. {sleep}"
+        lines = run_claude(claude_cli, stack.proxy_url, tmp_path / "cc", prompt)
+        init = next(x for x in lines if x.get("type") == "system" and x.get("subtype") == "init")
+        sid = init["session_id"]
+
+        def root() -> Span | None:
+            roots = _roots(_session_spans(receiver.snapshot(), sid))
+            return roots[0] if roots else None
+
+        span = wait_until(root, timeout=20)
+        (turn,) = stack.session(sid)["turns"]
+    finally:
+        assert stack.stop() == 0
+    time = turn["time"]
+    spanned = {
+        k.removeprefix("clauditor.turn.time."): v
+        for k, v in span.attributes.items()
+        if k.startswith("clauditor.turn.time.")
+    }
+    assert spanned == time
+    assert sum(time.values()) == pytest.approx(turn["duration_ms"], abs=0.01)
+    # The Bash sleep and the subagent run side by side: together at least the 2 s sleep,
+    # counted once; the subagent's own share is its run.
+    assert time["subagents_ms"] > 0
+    assert 2000.0 <= time["tools_ms"] + time["subagents_ms"] <= 2600.0, time
+    (run,) = turn["subagents"]
+    assert run["background"] is False and run["requests"] >= 1
+    assert run["duration_ms"] >= time["subagents_ms"] - 1.0

@@ -68,8 +68,10 @@ def test_a_foreground_subagent() -> None:
     replay.exchange(sub, duration=2.0)  # the subagent's own request, 1.5-3.5 s
     clock.advance(0.5)
     replay.exchange(main2, duration=1.0)  # the Agent result, 4.0-5.0 s
+    # The run: the Agent call (1.0 s) to its last request's end (3.5 s); then 0.5 s until
+    # Claude Code sends the result, like any tool's.
     (turn,) = _turns(tracker, "1f9c118f-ac3d-4d0c-ac7e-d98bab3a5211")
-    assert turn["time"] == _parts(waiting_for_model=1.0, generating=1.0, subagents=3.0)
+    assert turn["time"] == _parts(waiting_for_model=1.0, generating=1.0, subagents=2.5, tools=0.5)
     _assert_adds_up(turn)
 
 
