@@ -148,6 +148,10 @@ class AdminClient:
         )
 
     def get(self, path: str, **params: str) -> httpx.Response:
+        if isinstance(self.target, Path) and not socket_in_use(self.target):
+            # Checked first: httpx's Unix-socket connect leaks its socket when refused
+            # (an Envoy restarting), and a refused admin is the common case while polling.
+            raise httpx.ConnectError(f"nothing accepts connections on {self.target}")
         with self.client() as client:
             return client.get(path, params=params or None)
 
