@@ -20,6 +20,32 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from clauditor.broadcast.events import (
+    EVENTS,
+    AlertCleared,
+    AlertRaised,
+    CacheEvent,
+    ContextStatus,
+    Hello,
+    Lagged,
+    ModelFallback,
+    QuotaStatus,
+    RequestEnd,
+    RequestError,
+    RequestStart,
+    SessionActive,
+    SessionEnd,
+    SessionIdle,
+    SessionNamed,
+    SessionStart,
+    StateChanged,
+    ToolResult,
+    ToolUse,
+    TurnEnd,
+    TurnStart,
+    Usage,
+    Weekly,
+)
 from clauditor.broadcast.names import display_name
 from clauditor.clock import Clock, iso
 from clauditor.safetext import utf8_json
@@ -29,29 +55,7 @@ from clauditor.sessions.tracker import TURN_KINDS, TrackerListener
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = (
-    "hello",
-    "session_start",
-    "session_named",
-    "state_changed",
-    "alert",
-    "alert_cleared",
-    "session_active",
-    "turn_start",
-    "request_start",
-    "tool_use",
-    "tool_result",
-    "request_end",
-    "turn_end",
-    "cache_event",
-    "context_status",
-    "model_fallback",
-    "quota_status",
-    "request_error",
-    "session_idle",
-    "session_end",
-    "lagged",
-)
+EVENT_TYPES = tuple(EVENTS)  # broadcast/events.py: one schema per type
 PROMPT_LIMIT = 200
 # A quota_status goes out when the quota changes, and at most this often for the weekly
 # token count alone (it moves with every response).
@@ -168,8 +172,13 @@ class QuotaSource(Protocol):
     def weekly_view(self) -> dict[str, Any]: ...
 
 
-def _usage(tokens: TokenCounts) -> dict[str, int]:
-    return tokens.as_api()
+def _usage(tokens: TokenCounts) -> Usage:
+    return Usage(
+        input_tokens=tokens.input,
+        output_tokens=tokens.output,
+        cache_read_tokens=tokens.cache_read,
+        cache_creation_tokens=tokens.cache_creation,
+    )
 
 
 def _cap(text: str | None, limit: int = PROMPT_LIMIT) -> str | None:
@@ -220,7 +229,7 @@ class WatchHub(TrackerListener):
 
     # -- publishing ----------------------------------------------------------------
     def _event(
-        self, type_: str, session_id: str | None, ts: float | None, fields: dict[str, Any]
+        self, type_: str, session_id: str | None, ts: float | None, fields: Mapping[str, Any]
     ) -> WatchEvent:
         payload = {
             "type": type_,
@@ -232,8 +241,10 @@ class WatchHub(TrackerListener):
         return WatchEvent(self._seq, type_, session_id, self._mono(), payload)
 
     def publish(
-        self, type_: str, session_id: str | None, ts: float | None = None, **fields: Any
+        self, type_: str, session_id: str | None, ts: float | None, fields: Mapping[str, Any]
     ) -> WatchEvent:
+        """One event: `fields` is the events.py class of its type (the checker holds the
+        keys and types to it; tests/watch/test_events.py checks the pairing)."""
         self._seq += 1
         event = self._event(type_, session_id, ts, fields)
         self.published += 1
@@ -248,7 +259,7 @@ class WatchHub(TrackerListener):
         return event
 
     def _lagged(self, missed: int, session_id: str | None) -> WatchEvent:
-        return self._event("lagged", None, None, {"missed": missed, "for_session": session_id})
+        return self._event("lagged", None, None, Lagged(missed=missed, for_session=session_id))
 
     # -- subscribers ---------------------------------------------------------------
     def subscribe(self, session_id: str | None = None) -> Subscription:
@@ -268,12 +279,12 @@ class WatchHub(TrackerListener):
                 "hello",
                 None,
                 None,
-                {
-                    "version": self.version,
-                    "live": sorted(sessions),
-                    "for_session": session_id,
-                    "replay_seconds": self.replay_seconds,
-                },
+                Hello(
+                    version=self.version,
+                    live=sorted(sessions),
+                    for_session=session_id,
+                    replay_seconds=self.replay_seconds,
+                ),
             )
         ]
         # Late joiners get the header and prompt from the live state.
@@ -336,7 +347,7 @@ class WatchHub(TrackerListener):
             aux.announced = True
             fields = self._session_fields(session, False)
             aux.name = fields["name"]
-            self.publish("session_start", session.session_id, session.started_at, **fields)
+            self.publish("session_start", session.session_id, session.started_at, fields)
         else:
             prompt = session.first_prompt if self.prompts else None
             name = display_name(prompt, session.session_id)
@@ -348,15 +359,13 @@ class WatchHub(TrackerListener):
                     "session_named",
                     session.session_id,
                     session.last_activity_at,
-                    name=name,
-                    prompt=_cap(prompt),
-                    model=session.model,
+                    SessionNamed(name=name, prompt=_cap(prompt), model=session.model),
                 )
         if flush:
             self._flush_turn_end(session, aux)
         return aux
 
-    def _session_fields(self, session: Session, synthetic: bool) -> dict[str, Any]:
+    def _session_fields(self, session: Session, synthetic: bool) -> SessionStart:
         aux = self._aux.get(session.session_id) or _Aux()
         sig = session.signals
         line = sig.main_line(session.model)
@@ -365,47 +374,49 @@ class WatchHub(TrackerListener):
         if last_tool is None and pending:
             last_tool, last_summary = pending[-1].name, pending[-1].summary
         prompt = session.first_prompt if self.prompts else None
-        return {
-            "synthetic": synthetic,
-            "name": display_name(prompt, session.session_id),
-            "model": session.model,
-            "prompt": _cap(prompt),
-            "status": session.status,
-            "started_at": iso(session.started_at),
-            "last_activity_at": iso(session.last_activity_at),
-            "entrypoint": session.entrypoint,
-            "turn": session.turn_count,
-            "turn_in_progress": session.current_turn is not None,
-            "requests": session.request_count,
-            "tool_calls": session.tool_call_count,
-            "tool_failures": session.tool_failures,
-            "errors": session.errors,
-            "in_flight": len(session.in_flight),
-            "pending_tools": len(pending),
-            "last_tool": last_tool,
-            "last_tool_summary": last_summary,
-            "usage": _usage(session.tokens),
-            "cost_usd": _money(sig.cost_usd),
-            "unpriced_requests": sig.unpriced_requests,
-            "verified": not session.unverified_reasons,
-            "unverified_reasons": list(session.unverified_reasons),
-            "prompts": session.prompt_count,
-            "state": session.state,
-            "state_since": iso(session.state_since),
-            "state_source": session.state_source,
-            "waiting_for": session.waiting_for,
-            "state_tool": session.state_tool,
-            "project": session.project,
-            "cwd": session.registry.cwd if session.registry else None,
-            "claude_name": session.registry.name if session.registry else None,
-            "tmux_pane": session.registry.tmux_pane if session.registry else None,
-            "context_fill": sig.context_fill,
-            "turns_to_compact": sig.turns_to_compact,
-            "cache_status": sig.cache_status,
-            "cache_expires_at": iso(line.expires_at) if line else None,
-            "cache_rebuild_cost_usd": _money(line.rebuild_cost_usd) if line else None,
-            "fallbacks": sig.fallbacks,
-        }
+        return SessionStart(
+            synthetic=synthetic,
+            name=display_name(prompt, session.session_id),
+            model=session.model,
+            prompt=_cap(prompt),
+            status=session.status,
+            started_at=iso(session.started_at),
+            last_activity_at=iso(session.last_activity_at),
+            entrypoint=session.entrypoint,
+            turn=session.turn_count,
+            turn_in_progress=session.current_turn is not None,
+            requests=session.request_count,
+            tool_calls=session.tool_call_count,
+            tool_failures=session.tool_failures,
+            errors=session.errors,
+            in_flight=len(session.in_flight),
+            pending_tools=len(pending),
+            last_tool=last_tool,
+            last_tool_summary=last_summary,
+            usage=_usage(session.tokens),
+            cost_usd=_money(sig.cost_usd),
+            unpriced_requests=sig.unpriced_requests,
+            verified=not session.unverified_reasons,
+            unverified_reasons=list(session.unverified_reasons),
+            prompts=session.prompt_count,
+            state=session.state,
+            state_since=iso(session.state_since),
+            state_source=session.state_source,
+            waiting_for=session.waiting_for,
+            state_tool=session.state_tool,
+            project=session.project,
+            cwd=session.registry.cwd if session.registry else None,
+            claude_name=session.registry.name if session.registry else None,
+            tmux_pane=session.registry.tmux_pane if session.registry else None,
+            context_fill=sig.context_fill,
+            turns_to_compact=sig.turns_to_compact,
+            cache_status=sig.cache_status,
+            cache_expires_at=iso(line.expires_at) if line else None,
+            cache_rebuild_cost_usd=_money(line.rebuild_cost_usd) if line else None,
+            fallbacks=sig.fallbacks,
+            fallback_from=sig.fallback_from,
+            fallback_to=sig.fallback_to,
+        )
 
     # -- TrackerListener -----------------------------------------------------------
     def session_started(self, session: Session) -> None:
@@ -422,10 +433,12 @@ class WatchHub(TrackerListener):
             "turn_start",
             session.session_id,
             turn.started_at,
-            turn=turn.index,
-            trigger=turn.trigger,
-            compaction=turn.compaction,
-            model=session.model,
+            TurnStart(
+                turn=turn.index,
+                trigger=turn.trigger,
+                compaction=turn.compaction,
+                model=session.model,
+            ),
         )
 
     def turn_ended(self, session: Session, turn: Turn) -> None:
@@ -443,19 +456,21 @@ class WatchHub(TrackerListener):
             "turn_end",
             session.session_id,
             turn.ended_at,
-            turn=turn.index,
-            outcome=turn.outcome,
-            stop_reason=turn.stop_reason,
-            duration_ms=turn.duration_ms,
-            usage=_usage(turn.tokens),
-            cost_usd=_money(turn.cost_usd),
-            session_cost_usd=_money(session.signals.cost_usd),
-            unpriced_requests=turn.unpriced_requests,
-            trigger=turn.trigger,
-            requests=turn.requests,
-            tool_calls=turn.tool_calls,
-            errors=turn.errors,
-            time=None if turn.time is None else dict(turn.time),
+            TurnEnd(
+                turn=turn.index,
+                outcome=turn.outcome,
+                stop_reason=turn.stop_reason,
+                duration_ms=turn.duration_ms,
+                usage=_usage(turn.tokens),
+                cost_usd=_money(turn.cost_usd),
+                session_cost_usd=_money(session.signals.cost_usd),
+                unpriced_requests=turn.unpriced_requests,
+                trigger=turn.trigger,
+                requests=turn.requests,
+                tool_calls=turn.tool_calls,
+                errors=turn.errors,
+                time=None if turn.time is None else {str(k): v for k, v in turn.time.items()},
+            ),
         )
 
     def request_started(self, session: Session, request: RequestRecord) -> None:
@@ -464,11 +479,13 @@ class WatchHub(TrackerListener):
             "request_start",
             session.session_id,
             request.started_at,
-            turn=request.turn_index,
-            kind=request.kind,
-            model=request.model_requested,
-            retry=request.retry,
-            in_flight=len(session.in_flight),
+            RequestStart(
+                turn=request.turn_index,
+                kind=request.kind,
+                model=request.model_requested,
+                retry=request.retry,
+                in_flight=len(session.in_flight),
+            ),
         )
 
     def tool_use(self, session: Session, call: ToolCall) -> None:
@@ -479,12 +496,14 @@ class WatchHub(TrackerListener):
             "tool_use",
             session.session_id,
             call.seen_at,
-            tool=call.name,
-            summary=call.summary,
-            tool_use_id=call.tool_use_id,
-            turn=call.turn_index,
-            subagent=call.subagent,
-            pending_tools=self._pending(session, None),
+            ToolUse(
+                tool=call.name,
+                summary=call.summary,
+                tool_use_id=call.tool_use_id,
+                turn=call.turn_index,
+                subagent=call.subagent,
+                pending_tools=self._pending(session, None),
+            ),
         )
 
     def tool_result(self, session: Session, call: ToolCall) -> None:
@@ -493,14 +512,16 @@ class WatchHub(TrackerListener):
             "tool_result",
             session.session_id,
             call.result_at,
-            tool=call.name,
-            tool_use_id=call.tool_use_id,
-            outcome=call.outcome,
-            duration_ms=call.duration_ms,
-            turn=call.turn_index,
-            subagent=call.subagent,
-            background=call.background,
-            pending_tools=self._pending(session, call),
+            ToolResult(
+                tool=call.name,
+                tool_use_id=call.tool_use_id,
+                outcome=call.outcome,
+                duration_ms=call.duration_ms,
+                turn=call.turn_index,
+                subagent=call.subagent,
+                background=call.background,
+                pending_tools=self._pending(session, call),
+            ),
         )
 
     @staticmethod
@@ -515,54 +536,61 @@ class WatchHub(TrackerListener):
         sid, ts = session.session_id, request.ended_at
         sig, totals = request.signals, session.signals
         model = request.model_responded or request.model_requested
+        # request_id: Anthropic's, to quote to their support
         self.publish(
             "request_end",
             sid,
             ts,
-            request_id=request.request_id,  # Anthropic's, to quote to their support
-            turn=request.turn_index,
-            kind=request.kind,
-            model=model,
-            status=request.status,
-            stop_reason=request.stop_reason,
-            duration_ms=request.duration_ms,
-            ttft_ms=request.ttft_ms,
-            usage=_usage(request.tokens),
-            cost_usd=_money(sig.cost_usd),
-            aborted_cost_usd=_money(sig.aborted_cost_usd),
-            session_cost_usd=_money(totals.cost_usd),
-            unpriced_requests=totals.unpriced_requests,
-            verified=not session.unverified_reasons,
-            unverified_reasons=list(session.unverified_reasons),
-            in_flight=len(session.in_flight),
-            error_type=request.error_type,
-            outcome=request.outcome,
-            retry=request.retry,
+            RequestEnd(
+                request_id=request.request_id,
+                turn=request.turn_index,
+                kind=request.kind,
+                model=model,
+                status=request.status,
+                stop_reason=request.stop_reason,
+                duration_ms=request.duration_ms,
+                ttft_ms=request.ttft_ms,
+                usage=_usage(request.tokens),
+                cost_usd=_money(sig.cost_usd),
+                aborted_cost_usd=_money(sig.aborted_cost_usd),
+                session_cost_usd=_money(totals.cost_usd),
+                unpriced_requests=totals.unpriced_requests,
+                verified=not session.unverified_reasons,
+                unverified_reasons=list(session.unverified_reasons),
+                in_flight=len(session.in_flight),
+                error_type=request.error_type,
+                outcome=request.outcome,
+                retry=request.retry,
+            ),
         )
         if request.error_type is not None:
             self.publish(
                 "request_error",
                 sid,
                 ts,
-                error_type=request.error_type,
-                category=sig.error_category,
-                status=request.status,
-                kind=request.kind,
-                turn=request.turn_index,
-                model=model,
-                errors=session.errors,
+                RequestError(
+                    error_type=request.error_type,
+                    category=sig.error_category,
+                    status=request.status,
+                    kind=request.kind,
+                    turn=request.turn_index,
+                    model=model,
+                    errors=session.errors,
+                ),
             )
         if sig.fallback:
             self.publish(
                 "model_fallback",
                 sid,
                 ts,
-                requested=sig.fallback_requested or request.model_requested,
-                actual=sig.fallback_actual or request.model_responded,
-                fallback_kind=sig.fallback_kind,
-                turn=request.turn_index,
-                kind=request.kind,
-                fallbacks=totals.fallbacks,
+                ModelFallback(
+                    requested=sig.fallback_requested or request.model_requested,
+                    actual=sig.fallback_actual or request.model_responded,
+                    fallback_kind=sig.fallback_kind,
+                    turn=request.turn_index,
+                    kind=request.kind,
+                    fallbacks=totals.fallbacks,
+                ),
             )
         main = request.kind in TURN_KINDS
         if main and sig.cache_status is not None:
@@ -570,31 +598,35 @@ class WatchHub(TrackerListener):
                 "cache_event",
                 sid,
                 ts,
-                status=sig.cache_status,
-                ttl_seconds=sig.cache_ttl_seconds,
-                expires_at=iso(sig.cache_expires_at),
-                rebuild_cost_usd=_money(sig.cache_rebuild_cost_usd),
-                miss_waste_usd=_money(sig.cache_miss_waste_usd),
-                cache_read_tokens=request.tokens.cache_read,
-                cache_creation_tokens=request.tokens.cache_creation,
-                turn=request.turn_index,
+                CacheEvent(
+                    status=sig.cache_status,
+                    ttl_seconds=sig.cache_ttl_seconds,
+                    expires_at=iso(sig.cache_expires_at),
+                    rebuild_cost_usd=_money(sig.cache_rebuild_cost_usd),
+                    miss_waste_usd=_money(sig.cache_miss_waste_usd),
+                    cache_read_tokens=request.tokens.cache_read,
+                    cache_creation_tokens=request.tokens.cache_creation,
+                    turn=request.turn_index,
+                ),
             )
         if request.kind == "main" and sig.context_fill is not None:
             self.publish(
                 "context_status",
                 sid,
                 ts,
-                fill=round(sig.context_fill, 4),
-                context_window=sig.context_window,
-                context_tokens=request.tokens.total_input,
-                turns_to_compact=totals.turns_to_compact,
-                compaction_threshold=totals.compaction_threshold,
-                turn=request.turn_index,
+                ContextStatus(
+                    fill=round(sig.context_fill, 4),
+                    context_window=sig.context_window,
+                    context_tokens=request.tokens.total_input,
+                    turns_to_compact=totals.turns_to_compact,
+                    compaction_threshold=totals.compaction_threshold,
+                    turn=request.turn_index,
+                ),
             )
         self._flush_turn_end(session, aux)
         self._check_quota(ts)
 
-    def _quota_fields(self) -> dict[str, Any] | None:
+    def _quota_fields(self) -> QuotaStatus | None:
         if self._quota is None:
             return None
         try:
@@ -605,24 +637,21 @@ class WatchHub(TrackerListener):
         if quota is None and not weekly.get("tokens"):
             return None
         quota = quota or {}
-        return {
-            "status": quota.get("status"),
-            "reset_at": quota.get("reset_at"),
-            "representative_claim": quota.get("representative_claim"),
-            "windows": quota.get("windows") or {},
-            "retry_after_seconds": quota.get("retry_after_seconds"),
-            "weekly": {
-                k: weekly.get(k)
-                for k in (
-                    "tokens",
-                    "budget",
-                    "used_fraction",
-                    "resets_at",
-                    "projected_exhaustion_at",
-                    "exhausted",
-                )
-            },
-        }
+        return QuotaStatus(
+            status=quota.get("status"),
+            reset_at=quota.get("reset_at"),
+            representative_claim=quota.get("representative_claim"),
+            windows=quota.get("windows") or {},
+            retry_after_seconds=quota.get("retry_after_seconds"),
+            weekly=Weekly(
+                tokens=weekly.get("tokens"),
+                budget=weekly.get("budget"),
+                used_fraction=weekly.get("used_fraction"),
+                resets_at=weekly.get("resets_at"),
+                projected_exhaustion_at=weekly.get("projected_exhaustion_at"),
+                exhausted=weekly.get("exhausted"),
+            ),
+        )
 
     def _check_quota(self, ts: float | None) -> None:
         fields = self._quota_fields()
@@ -643,7 +672,7 @@ class WatchHub(TrackerListener):
             return
         self._quota_key, self._quota_sent_at = key, now
         self._quota_tokens = weekly.get("tokens")
-        self.publish("quota_status", None, ts, **fields)
+        self.publish("quota_status", None, ts, fields)
 
     def alert(self, alert: Alert) -> None:
         """An AlertEngine sink: one `alert` event per episode."""
@@ -651,14 +680,14 @@ class WatchHub(TrackerListener):
             "alert",
             alert.session_id,
             alert.at,
-            kind=alert.kind,
-            reason=alert.reason,
-            evidence=alert.evidence,
+            AlertRaised(kind=alert.kind, reason=alert.reason, evidence=alert.evidence),
         )
 
     def alert_cleared(self, alert: Alert) -> None:
         """The alert's episode is over (the session stopped waiting, the quota fell...)."""
-        self.publish("alert_cleared", alert.session_id, self.clock.now(), kind=alert.kind)
+        self.publish(
+            "alert_cleared", alert.session_id, self.clock.now(), AlertCleared(kind=alert.kind)
+        )
 
     def state_changed(self, session: Session, previous: str) -> None:
         if session.status == "ended" and session.session_id not in self._aux:
@@ -668,13 +697,15 @@ class WatchHub(TrackerListener):
             "state_changed",
             session.session_id,
             session.state_since,
-            state=session.state,
-            previous=previous,
-            source=session.state_source,
-            waiting_for=session.waiting_for,
-            tool=session.state_tool,
-            project=session.project,
-            tmux_pane=session.registry.tmux_pane if session.registry else None,
+            StateChanged(
+                state=session.state,
+                previous=previous,
+                source=session.state_source,
+                waiting_for=session.waiting_for,
+                tool=session.state_tool,
+                project=session.project,
+                tmux_pane=session.registry.tmux_pane if session.registry else None,
+            ),
         )
 
     def status_changed(self, session: Session, previous: str) -> None:
@@ -685,25 +716,29 @@ class WatchHub(TrackerListener):
                 "session_idle",
                 sid,
                 now,
-                previous=previous,
-                last_activity_at=iso(session.last_activity_at),
-                idle_seconds=round(now - session.last_activity_at, 3),
+                SessionIdle(
+                    previous=previous,
+                    last_activity_at=iso(session.last_activity_at),
+                    idle_seconds=round(now - session.last_activity_at, 3),
+                ),
             )
         elif session.status == "ended":
             self.publish(
                 "session_end",
                 sid,
                 session.ended_at or now,
-                previous=previous,
-                turns=session.prompt_count,
-                turns_all=session.turn_count,
-                requests=session.request_count,
-                tool_calls=session.tool_call_count,
-                errors=session.errors,
-                usage=_usage(session.tokens),
-                cost_usd=_money(session.signals.cost_usd),
-                duration_ms=round(((session.ended_at or now) - session.started_at) * 1000, 3),
+                SessionEnd(
+                    previous=previous,
+                    turns=session.prompt_count,
+                    turns_all=session.turn_count,
+                    requests=session.request_count,
+                    tool_calls=session.tool_call_count,
+                    errors=session.errors,
+                    usage=_usage(session.tokens),
+                    cost_usd=_money(session.signals.cost_usd),
+                    duration_ms=round(((session.ended_at or now) - session.started_at) * 1000, 3),
+                ),
             )
             self._aux.pop(sid, None)  # the tracker forgets it too
         else:
-            self.publish("session_active", sid, now, previous=previous)
+            self.publish("session_active", sid, now, SessionActive(previous=previous))

@@ -301,6 +301,8 @@ class SessionSignals:
     # Compactions confirmed since the tracker last looked (it tells its listeners).
     confirmed: list[Compaction] = field(default_factory=list)
     fallbacks: int = 0
+    fallback_from: str | None = None  # the newest fallback: what was asked for...
+    fallback_to: str | None = None  # ...and what answered
     last_main_model: str | None = None  # client-side fallback detection
     last_main_turn: int | None = None
     quota: QuotaView | None = None  # merged from this session's responses

@@ -281,6 +281,7 @@ class WatchState:
         view.project = e.get("project") or view.project
         view.tmux_pane = e.get("tmux_pane") or view.tmux_pane
         view.fallbacks = _int(e.get("fallbacks"), view.fallbacks)
+        view.fallback_from = e.get("fallback_from") or view.fallback_from
         view.fallback_to = e.get("fallback_to") or view.fallback_to
         self._trust(view, e)
         for attr, key in (

@@ -244,14 +244,14 @@ def test_slow_subscriber_loses_only_its_own_events(hub: WatchHub) -> None:
     fast = hub.subscribe()
     payloads(slow), payloads(fast)  # the snapshots
     for i in range(200):
-        hub.publish("tool_use", "s", None, n=i)
+        hub.publish("tool_use", "s", None, {"n": i})
         if i % 10 == 9:
             assert len(payloads(fast)) == 10  # keeps up: nothing lost
     got = payloads(slow)
     assert [e["n"] for e in got[:-1]] == list(range(50))  # the queue bound
     assert got[-1]["type"] == "lagged" and got[-1]["missed"] == 150
     assert slow.missed_total == 150 and fast.missed_total == 0
-    hub.publish("tool_use", "s", None, n=200)
+    hub.publish("tool_use", "s", None, {"n": 200})
     assert [e["n"] for e in payloads(slow)] == [200]  # and then it is live again
 
 
@@ -318,7 +318,7 @@ async def test_next_batch_waits_and_times_out(hub: WatchHub) -> None:
     sub.take()
     assert await sub.next_batch(0.01) == []
     loop = asyncio.get_running_loop()
-    loop.call_later(0.02, lambda: hub.publish("turn_start", "s", None, turn=1))
+    loop.call_later(0.02, lambda: hub.publish("turn_start", "s", None, {"turn": 1}))
     batch = await sub.next_batch(5.0)
     assert [e.type for e in batch] == ["turn_start"]
 

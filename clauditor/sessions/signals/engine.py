@@ -438,6 +438,8 @@ class SignalEngine:
         sig.fallback_kind = fb.kind
         sig.fallback_requested = fb.requested
         sig.fallback_actual = fb.actual
+        s.fallback_from = fb.requested or record.model_requested
+        s.fallback_to = fb.actual or record.model_responded
         s.fallbacks += 1
         self.fallbacks += 1
 
