@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -15,10 +16,11 @@ import click
 
 from clauditor import __version__
 from clauditor.envoy.admin import TCP_WARNING, AdminSpec, parse_admin
-from clauditor.envoy.config import Upstream, UpstreamError
+from clauditor.envoy.config import Upstream
+from clauditor.errors import ClauditorError
 from clauditor.netaddr import AddressError, HostPort
 from clauditor.sessions.registry import default_claude_dir
-from clauditor.store.database import StoreError, default_db_path
+from clauditor.store.database import default_db_path
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 PIPED_WIDTH = 240  # report tables written to a pipe or a file
@@ -106,7 +108,19 @@ def _loopback_only(allow: bool, *listeners: tuple[str, HostPort], warn: bool = T
         )
 
 
-@click.group(context_settings=CONTEXT)
+class _Commands(click.Group):
+    """Each command's failures that clauditor means (the root in clauditor/errors.py)
+    become one line, `clauditor: <message>`, and exit 1; anything else is a bug and keeps
+    its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClauditorError as exc:
+            _fail(str(exc))
+
+
+@click.group(cls=_Commands, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="clauditor")
 def main() -> None:
     """Local, fail-open observability for Claude Code sessions."""
@@ -373,7 +387,7 @@ def up(
     **core: Any,
 ) -> None:
     """Start the core and an embedded Envoy; restart either if it dies."""
-    from clauditor.supervisor import Supervisor, UpConfig, UpError
+    from clauditor.supervisor import Supervisor, UpConfig
 
     grpc, api, allow = core["grpc"], core["api"], core["allow_non_loopback"]
     listeners = (("--listen", listen), ("--grpc", grpc), ("--api", api))
@@ -382,23 +396,20 @@ def up(
     _loopback_only(allow, ("--listen", listen))
     _admin_checks(allow, envoy_admin, warn_loopback=True)
     _setup_logging(core["log_level"])
-    try:
-        config = UpConfig(
-            listen=listen,
-            grpc=grpc,
-            api=api,
-            admin=envoy_admin,
-            upstream=Upstream.parse(core["upstream"]),
-            db=(core["db"] or default_db_path()).expanduser(),
-            envoy=envoy_bin,
-            ext_proc_token=core["ext_proc_token"] or None,
-            serve_args=_forwarded(ctx),
-            drain_timeout=drain_timeout,
-            deferred_close_timeout=deferred_close_timeout,
-        )
-        sys.exit(Supervisor(config).run())
-    except (UpError, UpstreamError) as exc:
-        _fail(str(exc))
+    config = UpConfig(
+        listen=listen,
+        grpc=grpc,
+        api=api,
+        admin=envoy_admin,
+        upstream=Upstream.parse(core["upstream"]),
+        db=(core["db"] or default_db_path()).expanduser(),
+        envoy=envoy_bin,
+        ext_proc_token=core["ext_proc_token"] or None,
+        serve_args=_forwarded(ctx),
+        drain_timeout=drain_timeout,
+        deferred_close_timeout=deferred_close_timeout,
+    )
+    sys.exit(Supervisor(config).run())
 
 
 @main.command()
@@ -435,7 +446,7 @@ def demo(
     import tempfile
 
     from clauditor.demo import run_demo
-    from clauditor.supervisor import UpConfig, UpError
+    from clauditor.supervisor import UpConfig
 
     _loopback_only(False, ("--listen", listen), ("--grpc", grpc), ("--api", api))
     _admin_checks(False, envoy_admin, warn_loopback=False)
@@ -459,8 +470,6 @@ def demo(
             once=once,
             claude_dir=Path(tmp.name) / "claude",
         )
-    except UpError as exc:
-        _fail(str(exc))
     finally:
         tmp.cleanup()
     sys.exit(code)
@@ -470,17 +479,12 @@ def demo(
 @core_options
 def serve(**core: Any) -> None:
     """Run the core alone (ext_proc + API), next to an Envoy you run yourself."""
-    from clauditor.core import CoreError
     from clauditor.core import serve as serve_core
 
     _loopback_only(core["allow_non_loopback"], ("--grpc", core["grpc"]), ("--api", core["api"]))
     _setup_logging(core["log_level"])
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_core(_core_config(core)))
-    except (CoreError, StoreError, UpstreamError) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        pass
 
 
 _url_option = click.option(
@@ -501,12 +505,9 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 
 def _history(url: str, db: Path | None, call):  # type: ignore[no-untyped-def]
     """Run one history query against the core or the file; errors become one line."""
-    from clauditor.reports.source import SourceError, pick_source
+    from clauditor.reports.source import pick_source
 
-    try:
-        return call(pick_source(url, db, default_db_path()))
-    except SourceError as exc:
-        _fail(str(exc))
+    return call(pick_source(url, db, default_db_path()))
 
 
 def _emit(as_json: bool, data: object, renderable) -> None:  # type: ignore[no-untyped-def]
@@ -639,14 +640,11 @@ def watch(
     url: str, session_id: str | None, use_tmux: bool, plain: bool, max_panes: int, notify: bool
 ) -> None:
     """Live view of every session (or one): dashboard, plain lines or tmux panes."""
-    from clauditor.watch.run import TmuxError, WatchUnavailable, run_watch
+    from clauditor.watch.run import run_watch
 
-    try:
-        code = run_watch(
-            url, session_id, tmux=use_tmux, plain=plain, max_panes=max_panes, notify=notify
-        )
-    except (WatchUnavailable, TmuxError) as exc:
-        _fail(str(exc))
+    code = run_watch(
+        url, session_id, tmux=use_tmux, plain=plain, max_panes=max_panes, notify=notify
+    )
     sys.exit(code)
 
 
@@ -655,13 +653,9 @@ def watch(
 @_url_option
 def jump(session_id: str, url: str) -> None:
     """Switch tmux to the pane the session's Claude Code runs in (id or short id)."""
-    from clauditor.watch.jump import JumpError
     from clauditor.watch.jump import jump as do_jump
 
-    try:
-        do_jump(url, session_id)
-    except JumpError as exc:
-        _fail(str(exc))
+    do_jump(url, session_id)
 
 
 @main.command()

@@ -25,6 +25,7 @@ from clauditor.domain.bus import EventBus
 from clauditor.domain.events import DomainEvent
 from clauditor.domain.interpreter import Interpreter
 from clauditor.envoy.config import Upstream
+from clauditor.errors import ClauditorError
 from clauditor.netaddr import LOOPBACK_NAMES, HostPort, port_in_use
 from clauditor.priority import AdaptivePriority
 from clauditor.sessions.alerts import AlertEngine
@@ -40,7 +41,7 @@ from clauditor.wire.ext_proc import ExtProcServicer, start_grpc_server
 log = logging.getLogger("clauditor.core")
 
 
-class CoreError(RuntimeError):
+class CoreError(ClauditorError):
     """The core cannot start (port in use, database unusable...)."""
 
 

@@ -6,10 +6,12 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
+from clauditor.errors import ClauditorError
+
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
 
 
-class AddressError(ValueError):
+class AddressError(ClauditorError, ValueError):
     """An address flag that cannot be used."""
 
 

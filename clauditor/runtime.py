@@ -14,8 +14,10 @@ import stat
 import tempfile
 from pathlib import Path
 
+from clauditor.errors import ClauditorError
 
-class RuntimeDirError(RuntimeError):
+
+class RuntimeDirError(ClauditorError):
     """No private directory can be made; the message is one line for the user."""
 
 

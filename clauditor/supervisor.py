@@ -48,6 +48,7 @@ from clauditor.envoy.config import (
     default_ca_file,
     render,
 )
+from clauditor.errors import ClauditorError
 from clauditor.netaddr import HostPort, port_in_use
 from clauditor.runtime import RuntimeDirError, instance_dir
 from clauditor.safetext import terminal_text
@@ -72,7 +73,7 @@ START_GRACE = 30.0
 RQ_ACTIVE = "http.clauditor.downstream_rq_active"
 
 
-class UpError(RuntimeError):
+class UpError(ClauditorError):
     """`clauditor up` cannot start; the message is one line for the user."""
 
 

@@ -48,6 +48,7 @@ from clauditor.broadcast.events import (
 )
 from clauditor.broadcast.names import display_name
 from clauditor.clock import Clock, iso
+from clauditor.errors import ClauditorError
 from clauditor.safetext import utf8_json
 from clauditor.sessions.alerts import Alert
 from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
@@ -62,7 +63,7 @@ PROMPT_LIMIT = 200
 WEEKLY_EVERY = 10.0
 
 
-class HubFull(RuntimeError):
+class HubFull(ClauditorError):
     """Too many subscribers: the core protects itself rather than fan out without bound."""
 
 

@@ -10,7 +10,7 @@ from string import Template
 from urllib.parse import urlsplit
 
 from clauditor.envoy.admin import AdminTarget
-from clauditor.netaddr import HostPort
+from clauditor.netaddr import AddressError, HostPort
 from clauditor.wire.auth import TOKEN_METADATA
 
 _TLS_BLOCK = """\
@@ -54,7 +54,7 @@ DEFERRED_CLOSE_TIMEOUT = 10.0
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 
 
-class UpstreamError(ValueError):
+class UpstreamError(AddressError):
     """The --upstream URL cannot be used."""
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import sqlite_utils
 
+from clauditor.errors import ClauditorError
 from clauditor.reports.models import models_report
 from clauditor.sessions.ids import SessionIdError, resolve_session_id
 from clauditor.sessions.signals.prices import PriceTable
@@ -28,7 +29,7 @@ from clauditor.store.trends import trend_report
 T = TypeVar("T")
 
 
-class SourceError(RuntimeError):
+class SourceError(ClauditorError):
     """Neither the core nor the database can answer; the message says what was tried."""
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from clauditor.errors import ClauditorError
+
 MIN_PREFIX = 4
 CANDIDATES_SHOWN = 8
 WHERE_LISTED = "`clauditor sessions` lists them"
 
 
-class SessionIdError(LookupError):
+class SessionIdError(ClauditorError, LookupError):
     """An id that names no session, or more than one; the message is one line."""
 
 

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import sqlite_utils
 
+from clauditor.errors import ClauditorError
 from clauditor.store.schema import SchemaTooNew, migrate
 
 log = logging.getLogger(__name__)
 
 
-class StoreError(RuntimeError):
+class StoreError(ClauditorError):
     """The database file cannot be opened or written; `reason` in a few words (the
     store's `paused` state: "read-only", "disk full", ...)."""
 

@@ -10,10 +10,12 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from clauditor.errors import ClauditorError
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(ClauditorError):
     """The file was written by a newer clauditor: kept as it is, never migrated down."""
 
 

@@ -19,10 +19,12 @@ from urllib.parse import quote
 
 import httpx
 
+from clauditor.errors import ClauditorError
+
 Emit = Callable[[dict[str, Any]], None]
 
 
-class WatchUnavailable(RuntimeError):
+class WatchUnavailable(ClauditorError):
     """The core cannot be reached (or is not a clauditor core)."""
 
 

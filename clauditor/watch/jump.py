@@ -12,12 +12,13 @@ import re
 import subprocess
 from collections.abc import Callable, Sequence
 
+from clauditor.errors import ClauditorError
 from clauditor.watch.client import WatchClient, WatchUnavailable
 
 _PANE = re.compile(r"^(?P<session>[^:]+):(?P<window>@\d+)\.(?P<pane>%\d+)$")
 
 
-class JumpError(RuntimeError):
+class JumpError(ClauditorError):
     """Nowhere to jump: the message is one line for the user."""
 
 

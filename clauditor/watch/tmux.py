@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+from clauditor.errors import ClauditorError
 from clauditor.watch.client import WatchClient
 from clauditor.watch.live import run_live
 from clauditor.watch.render import pane_title
@@ -34,7 +35,7 @@ MIN_PANE_ROWS = 8
 OVERVIEW_MIN_ROWS = 10
 
 
-class TmuxError(RuntimeError):
+class TmuxError(ClauditorError):
     pass
 
 

@@ -32,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from clauditor.errors import ClauditorError
 from clauditor.sessions.models import TokenCounts
 
 PER_TOKENS = 1_000_000
@@ -48,7 +49,7 @@ _DATED = re.compile(r"(?:-\d{8}|-latest)$")
 _TAG_1M = re.compile(r"\[1m\]", re.IGNORECASE)
 
 
-class PriceError(ValueError):
+class PriceError(ClauditorError, ValueError):
     """A price file that cannot be used; the message is one line for the user."""
 
 
