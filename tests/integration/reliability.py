@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from clauditor.testing.client import SyntheticSession, TurnResult
+from tests.helpers import wait_until
 from tests.integration.stack import Stack
 
 TOOL_SECONDS = 0.05  # a tool takes a moment, like a real one (see test_telemetry_otlp)
@@ -217,6 +218,16 @@ class WatchRecorder:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+
+
+def wait_stored(stack: Stack, timeout: float = 10.0) -> None:
+    """Until the core's writer has committed every row it was given (its pending count,
+    /api/stats → store.rows_pending, back at 0): instead of sleeping past its interval."""
+
+    def committed() -> bool:
+        return bool(stack.get("/api/stats").json()["store"]["rows_pending"] == 0)
+
+    wait_until(committed, timeout=timeout, interval=0.05)
 
 
 def wait_settled(stack: Stack, timeout: float = 15.0, spans: bool = True) -> dict[str, Any]:

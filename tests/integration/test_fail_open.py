@@ -15,6 +15,7 @@ import pytest
 
 from clauditor.testing.fake_upstream import FakeUpstream, Reply, ToolCall
 from tests.helpers import body_bytes, fixture_posts, headers_of, wait_until
+from tests.integration.reliability import wait_stored
 from tests.integration.stack import Stack, recorded_headers
 
 pytestmark = pytest.mark.integration
@@ -141,7 +142,7 @@ def test_core_restart_mid_turn_resumes_the_turn(stack: Stack, fake: FakeUpstream
     assert detail["session"]["turns"] == 1
     assert detail["session"]["tool_calls"] == 1
     assert [t["outcome"] for t in detail["turns"]] == ["completed"]
-    time.sleep(0.8)
+    wait_stored(stack)
     stack.stop()
     with sqlite3.connect(stack.db) as db:
         calls = db.execute("select name, outcome, duration_ms from tool_calls").fetchall()

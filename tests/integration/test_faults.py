@@ -42,6 +42,7 @@ from tests.integration.reliability import (
     rss_kib,
     stored_counts,
     wait_settled,
+    wait_stored,
 )
 from tests.integration.stack import Stack, start_stack
 
@@ -145,7 +146,7 @@ def test_sigkill_inside_a_db_write_under_load(
         # History: sessions that finished before the fault, flushed (> the 0.5 s interval).
         history = asyncio.run(_sessions(stack.proxy_url, 6, 3, "history"))
         wait_settled(stack)
-        time.sleep(0.8)
+        wait_stored(stack)
         before = {sid: c for sid, c in stored_counts(stack.db).items()}
         assert set(before) == {sid for sid, _ in history}
         assert all(c[0] == 3 for c in before.values())

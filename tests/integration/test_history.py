@@ -6,12 +6,12 @@ import copy
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 from clauditor.testing.fake_upstream import FakeUpstream, Reply, ToolCall
 from tests.helpers import fixture_posts, headers_of, wait_until
+from tests.integration.reliability import wait_stored
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def test_nothing_sensitive_on_disk_and_cli_answers(stack: Stack, fake: FakeUpstr
     assert missing.returncode == 1
     assert "no session 'no-such-session'" in missing.stderr
 
-    time.sleep(0.8)
+    wait_stored(stack)
     assert stack.stop() == 0
     raw = b"".join(p.read_bytes() for p in stack.db.parent.glob(stack.db.name + "*"))
     assert b"sk-ant-test-fake" not in raw
