@@ -562,10 +562,10 @@ class SessionTracker:
             if session.last_fingerprint is not None and req.fingerprint == session.last_fingerprint:
                 record.retry = True
                 session.retries += 1
-            elif current is None and self._compaction_reasked(session, req):
+            elif (asked := self._compaction_reasked(session, req, current)) is not None:
                 # Claude Code asks again when the summary lacked its tags: the same
                 # compaction, so the same turn.
-                current = session.turns[-1]
+                current = asked
             elif current is not None and self._prompt_overtaken(current, req):
                 self._join_late_prompt(session, current, req)
             elif req.new_prompt or current is None:
@@ -589,17 +589,28 @@ class SessionTracker:
             current.requests += 1
 
     @staticmethod
-    def _compaction_reasked(session: Session, req: ParsedRequest) -> bool:
-        last = session.turns[-1] if session.turns else None
-        return (
-            req.kind == "compaction"
-            and last is not None
-            and last.trigger == "compaction"
-            and (
-                session.signals.pending_compaction is not None
-                or session.signals.compaction_exchange is not None
-            )
-        )
+    def _compaction_reasked(
+        session: Session, req: ParsedRequest, current: Turn | None
+    ) -> Turn | None:
+        """The compaction turn this compaction request asks again, if it does: the newest
+        compaction turn, its compaction not taken yet (no continuation confirmed it), with
+        nothing in progress since; or, with the very same conversation, even after a turn
+        in between (a lagging core saw a request from before the compaction late, which
+        opened a turn of its own and looked like the compaction did not take)."""
+        if req.kind != "compaction":
+            return None
+        last = next((t for t in reversed(session.turns) if t.trigger == "compaction"), None)
+        if last is None:
+            return None
+        signals = session.signals
+        if any(ts >= last.started_at for ts in signals.compacted_at):
+            return None  # that compaction took: this is a new one
+        pending = signals.pending_compaction is not None or signals.compaction_exchange is not None
+        if pending and current is None and last is session.turns[-1]:
+            return last
+        if last.opened_messages and req.conversation_messages == last.opened_messages:
+            return last
+        return None
 
     @staticmethod
     def _prompt_overtaken(turn: Turn, req: ParsedRequest) -> bool:

@@ -230,6 +230,23 @@ def test_compaction_in_the_2_1_332_layout() -> None:
     assert run.session.signals.cost_usd == pytest.approx(truth("n_compact")[-1]["total_cost_usd"])
 
 
+def test_a_compaction_asked_again_is_one_turn_even_after_a_late_prompt() -> None:
+    # A lagging core sees the first compaction request before run 1's prompt (the prompt's
+    # side stream opened late): the prompt opens a turn of its own, and the compaction
+    # asked again (the same 4 messages) still joins its compaction turn, not the prompt's.
+    recs = records("n_compact")
+    run = Run()
+    run.play([recs[1], recs[0], recs[2], recs[3]])
+    api = run.session.as_api()
+    assert api["compactions"] == 1
+    assert sorted((t.trigger, t.prompt, t.requests, t.compaction) for t in run.session.turns) == [
+        ("compaction", None, 2, True),
+        ("prompt", "Say hello in five words.", 1, False),
+        ("prompt", "What did we talk about?", 1, False),
+    ]
+    assert (api["turns"], api["turns_all"]) == (2, 3)
+
+
 def test_an_automatic_compaction_teaches_the_threshold() -> None:
     recs = records("n_compact_tagged")
     continuation = recs[2]["body"]["messages"][0]["content"]
