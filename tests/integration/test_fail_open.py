@@ -128,7 +128,8 @@ def test_core_restart_mid_turn_resumes_the_turn(stack: Stack, fake: FakeUpstream
 
     assert post(first) == 200
     wait_until(lambda: stack.session(sid).get("session", {}).get("in_flight") == 0, timeout=10)
-    time.sleep(0.8)  # > the store's flush interval: the open turn and pending tool are on disk
+    wait_stored(stack)  # the open turn and the pending tool are on disk
+    before = stack.session(sid)
     pid = stack.core_pid()
     os.kill(pid, signal.SIGKILL)
     _restarted(stack, pid)
@@ -142,6 +143,12 @@ def test_core_restart_mid_turn_resumes_the_turn(stack: Stack, fake: FakeUpstream
     assert detail["session"]["turns"] == 1
     assert detail["session"]["tool_calls"] == 1
     assert [t["outcome"] for t in detail["turns"]] == ["completed"]
+    # One shape before and after the restart, and the new core lists what the old one saw.
+    assert (len(detail["requests"]), len(detail["tool_calls"])) == (2, 1)
+    assert detail["requests"][0]["uid"] == before["requests"][0]["uid"]
+    for key in ("turns", "requests", "tool_calls"):
+        assert sorted(detail[key][0]) == sorted(before[key][0]), key
+    assert sorted(detail["session"]) == sorted(before["session"])
     wait_stored(stack)
     stack.stop()
     with sqlite3.connect(stack.db) as db:

@@ -77,6 +77,10 @@ def test_three_claude_code_sessions_live_in_watch(
         assert [e for e in mine if e["type"] == "context_status"]
         end = next(e for e in mine if e["type"] == "turn_end")
         assert end["cost_usd"] > 0
+        # Where the turn's time went, as the watch view gets it, is the API's turn's.
+        (turn,) = stack.session(sid)["turns"]
+        assert end["time"] == turn["time"]
+        assert sum(end["time"].values()) == pytest.approx(end["duration_ms"], abs=0.01)
 
     plain.terminate()
     out, _ = plain.communicate(timeout=10)
