@@ -11,6 +11,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from clauditor.api.guard import CrossOriginGuard
 from clauditor.api.responses import SafeJSONResponse
+from clauditor.api.schemas import ErrorOut, SessionDetailOut, SessionListOut
 from clauditor.broadcast.sse import watch_response
 from clauditor.clock import iso
 from clauditor.sessions.client_view import apply_client_view, needs_you_elsewhere, statusline_view
@@ -63,7 +64,11 @@ def create_app(core: Core) -> FastAPI:
     async def health() -> str:
         return "ok"
 
-    @app.get("/api/sessions")
+    @app.get(
+        "/api/sessions",
+        response_model=None,
+        responses={200: {"model": SessionListOut, "description": "live and stored sessions"}},
+    )
     async def sessions(
         limit: int = Query(50, ge=1, le=1000),
         days: float | None = Query(None, gt=0),
@@ -71,7 +76,15 @@ def create_app(core: Core) -> FastAPI:
     ) -> dict[str, Any]:
         return {"sessions": await core.queries.sessions(limit, days, status)}
 
-    @app.get("/api/sessions/{session_id}")
+    @app.get(
+        "/api/sessions/{session_id}",
+        response_model=None,
+        responses={
+            200: {"model": SessionDetailOut, "description": "one session, all it did"},
+            404: {"model": ErrorOut, "description": "no session has that id or prefix"},
+            409: {"model": ErrorOut, "description": "the prefix names several sessions"},
+        },
+    )
     async def session_detail(session_id: str) -> Any:
         """One session by its id or a unique prefix of at least 4 characters."""
         try:

@@ -207,6 +207,11 @@ def tool_call_row(c: ToolCall) -> dict[str, Any]:
     }
 
 
+def _int_or_none(value: Any) -> int | None:
+    """A count stored in a REAL column (turns_to_compact) back as the live int."""
+    return None if value is None else int(value)
+
+
 def json_column(text: str | None, default: Any) -> Any:
     """A JSON column, or `default` when it is empty or not JSON of default's type: one
     damaged row must not fail the query that reads it."""
@@ -397,7 +402,7 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "context_fill": row.get("context_fill"),
         "context_peak": row.get("context_peak"),
         "context_window_tokens": None,
-        "turns_to_compact": row.get("turns_to_compact"),
+        "turns_to_compact": _int_or_none(row.get("turns_to_compact")),
         "cache_status": None,
         "cache_expires_at": None,
         "cache_ttl_seconds": None,
@@ -443,7 +448,7 @@ def stored_signals(requests: list[dict[str, Any]]) -> dict[str, Any]:
         "cache_ttl_seconds": last["cache_ttl_seconds"] if last else None,
         "cache_expires_at": expires,
         "cache_statuses": dict(Counter(r["cache_status"] for r in cached)),
-        "cache_miss_waste_usd": round(sum(waste), 6),
+        "cache_miss_waste_usd": round(sum(waste, 0.0), 6),
         "errors_by_type": dict(
             Counter(r["error_category"] for r in requests if r["error_category"] is not None)
         ),

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from clauditor.api.queries import SessionQueries
+from clauditor.api.schemas import SessionDetailOut, SessionListOut
 from clauditor.clock import ManualClock
 from clauditor.sessions.ids import AmbiguousSession, UnknownSession
 from clauditor.sessions.tracker import SessionTracker
@@ -84,6 +85,9 @@ def test_live_stored_and_restarted_details_have_one_shape(store: Store) -> None:
     assert resumed is not None
 
     assert _shape(live) == _shape(stored) == _shape(resumed)
+    # ...which is the documented one (api/schemas.py: no key missing, none extra).
+    for detail in (live, stored, resumed):
+        SessionDetailOut.model_validate(detail)
     assert _ids(live) == _ids(stored) == _ids(resumed)
     # Values agree too where both sides know them.
     for key in ("turns", "requests", "tool_calls"):
@@ -102,6 +106,7 @@ def test_the_list_merges_live_and_stored_and_counts_findings(store: Store) -> No
     gone = SessionTracker(ManualClock(T0 + 60))
     (stored,) = asyncio.run(SessionQueries(gone, store, gone.clock).sessions())
     assert sorted(stored) == sorted(row)
+    SessionListOut.model_validate({"sessions": [row, stored]})
     # A cutoff before its last activity keeps it; one after drops it.
     later = SessionQueries(gone, store, ManualClock(T0 + 3 * 86_400))
     assert asyncio.run(later.sessions(days=1)) == []
