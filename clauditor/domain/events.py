@@ -58,6 +58,15 @@ class FirstToken:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamProgress:
+    """Response bytes arrived (at most one per PROGRESS_SECONDS of a stream): a stream
+    that stops sending shows as stalled, not as a slow answer."""
+
+    exchange_id: int
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class ToolUseSeen:
     exchange_id: int
     ts: float
@@ -82,5 +91,11 @@ class ExchangeFinished:
 
 
 DomainEvent = (
-    RequestStarted | RequestParsed | ResponseStarted | FirstToken | ToolUseSeen | ExchangeFinished
+    RequestStarted
+    | RequestParsed
+    | ResponseStarted
+    | FirstToken
+    | StreamProgress
+    | ToolUseSeen
+    | ExchangeFinished
 )

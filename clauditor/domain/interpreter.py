@@ -17,6 +17,7 @@ from clauditor.domain.events import (
     RequestParsed,
     RequestStarted,
     ResponseStarted,
+    StreamProgress,
     ToolUseSeen,
 )
 from clauditor.parsing.encoding import BodyDecoder
@@ -35,6 +36,9 @@ _KEPT_REQUEST_HEADERS = frozenset({"anthropic-beta", "user-agent", "content-enco
 MAX_KEPT_HEADERS = 64
 _QUOTA_PREFIXES = ("anthropic-ratelimit-", "retry-after")
 MAX_REQUEST_BODY = 64 * 1024 * 1024
+
+# A stream's StreamProgress comes at most this often: enough to see one stop sending.
+PROGRESS_SECONDS = 5.0
 
 
 @dataclass
@@ -75,6 +79,7 @@ class _MessagesExchange:
         self._response: ResponseParser | None = None
         self._status: int | None = None
         self._first_token = False
+        self._progress_at = opened_at
         self._finished = False
         self.ignored = False
 
@@ -181,6 +186,7 @@ class _MessagesExchange:
             elif name.startswith(_QUOTA_PREFIXES):
                 quota[name] = value
         self._status = status
+        self._progress_at = ts  # the headers are bytes too
         self._response = ResponseParser(status, content_type, content_encoding)
         self._owner.emit(ResponseStarted(self.id, ts, status, request_id, QuotaHeaders(quota)))
         if end_of_stream:
@@ -189,6 +195,9 @@ class _MessagesExchange:
     def on_response_body(self, chunk: bytes, ts: float, end_of_stream: bool) -> None:
         if self.ignored or self._response is None or self._finished:
             return
+        if chunk and ts - self._progress_at >= PROGRESS_SECONDS:
+            self._progress_at = ts
+            self._owner.emit(StreamProgress(self.id, ts))
         for signal in self._response.feed(chunk):
             if signal.kind == "first_content" and not self._first_token:
                 self._first_token = True

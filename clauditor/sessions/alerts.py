@@ -13,7 +13,8 @@
 - `budget_exhausting`: the weekly token budget runs out before its reset at the last hour's
   pace; clears when the pace no longer exhausts it.
 - `error_streak`: 3 errored requests in a row in a session; clears when one succeeds.
-- `stalled`: a request in flight has had no answer for 60 s; clears when it answers or ends.
+- `stalled`: a request in flight has had no answer, or its response stream no bytes, for
+  60 s; clears when bytes come or it ends.
 
 Each alert carries a `reason` (a sentence) and its `evidence` (the numbers behind it). An
 episode fires once: the same kind for the same session fires again only after it cleared.
@@ -204,18 +205,26 @@ class AlertEngine(TrackerListener):
                 if line is None or line.rebuild_cost_usd is None
                 else round(line.rebuild_cost_usd, 6),
             )
-            waited = [
-                now - r.started_at
+            # Quiet since its last sign of life: sent, answered (headers), or bytes.
+            quiet = [
+                (now - max(r.started_at, r.response_started_at or 0.0, r.bytes_at or 0.0), r)
                 for x in session.in_flight
-                if (r := self.tracker.request_of(x)) is not None and r.response_started_at is None
+                if (r := self.tracker.request_of(x)) is not None
             ]
-            longest = max(waited, default=0.0)
+            longest, request = max(quiet, key=lambda q: q[0], default=(0.0, None))
+            answered = request is not None and request.response_started_at is not None
             self._hold(
                 longest >= STALL_SECONDS,
                 "stalled",
                 sid,
-                f"{_label(session)}: a request has had no answer for {int(longest)} s",
+                f"{_label(session)}: "
+                + (
+                    f"its response stream has sent nothing for {int(longest)} s"
+                    if answered
+                    else f"a request has had no answer for {int(longest)} s"
+                ),
                 waited_seconds=round(longest, 1),
+                streaming=answered,
             )
         weekly = self.signals.weekly
         at = weekly.projected_exhaustion_at(now) if weekly.budget else None

@@ -378,6 +378,7 @@ class RequestRecord:
     body_done_at: float | None = None
     response_started_at: float | None = None
     first_token_at: float | None = None
+    bytes_at: float | None = None  # response bytes last seen (StreamProgress), while it streams
     ended_at: float | None = None
     status: int | None = None
     stop_reason: str | None = None

@@ -26,6 +26,7 @@ from clauditor.domain.events import (
     RequestParsed,
     RequestStarted,
     ResponseStarted,
+    StreamProgress,
     ToolUseSeen,
 )
 from clauditor.parsing.fold import MessageResult
@@ -348,6 +349,10 @@ class SessionTracker:
             entry = self._by_exchange.get(event.exchange_id)
             if entry and entry[1].first_token_at is None:
                 entry[1].first_token_at = event.ts
+        elif isinstance(event, StreamProgress):
+            entry = self._by_exchange.get(event.exchange_id)
+            if entry:
+                entry[1].bytes_at = max(entry[1].bytes_at or event.ts, event.ts)
         elif isinstance(event, ToolUseSeen):
             self._on_tool_use(event)
         elif isinstance(event, ExchangeFinished):
