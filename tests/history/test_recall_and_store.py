@@ -215,3 +215,52 @@ def test_piped_reports_are_not_squeezed_to_80_columns(seeded: Path) -> None:
     rows = [line for line in done.output.splitlines() if "s-auth-new" in line or "auth" in line]
     assert any("auth middleware rejects valid tokens" in line for line in rows), rows
     assert max(len(line) for line in done.output.splitlines()) > 80
+
+
+def _render_sessions(rows: list[dict], width: int) -> list[str]:
+    from rich.console import Console
+
+    from clauditor.reports.render import sessions_table
+
+    console = Console(width=width, record=True, force_terminal=False, color_system=None)
+    console.print(sessions_table(rows, title="last 7 days"))
+    return [line.rstrip() for line in console.export_text().splitlines()]
+
+
+ROW = {
+    "session_id": "da3a0740-1111-4000-8000-000000000001",
+    "model": "claude-opus-5-5",
+    "started_at": "2026-12-01T10:00:00.000Z",
+    "turns": 12,
+    "tool_calls": 48,
+    "estimated_cost_usd": 3.4567,
+    "cache_read_tokens": 900,
+    "input_tokens": 50,
+    "cache_creation_tokens": 50,
+    "context_peak": 0.42,
+    "findings": 2,
+    "project": "shop-api",
+    "first_prompt": "fix the auth middleware in src/app.py and add tests for the token expiry",
+}
+
+
+def test_the_sessions_list_drops_columns_to_fit_instead_of_squeezing_them() -> None:
+    at_80 = _render_sessions([ROW], 80)
+    assert at_80[1:] == [
+        "session    started       turns      cost   model        first prompt",
+        "─" * 80,
+        "da3a0740   12-01 10:00      12     $3.46   opus-5-5     fix the auth middleware…",
+    ]
+    at_200 = _render_sessions([ROW], 200)
+    assert at_200[1].split() == [
+        "session", "started", "turns", "cost", "model", "project", "tools", "cache", "hit",
+        "ctx", "peak", "findings", "first", "prompt",
+    ]  # fmt: skip
+    assert at_200[3].endswith("42%          2   " + ROW["first_prompt"])
+    assert "2026-12-01 10:00" in at_200[3]  # wide: the whole date
+    at_40 = _render_sessions([ROW], 40)
+    assert at_40[3] == "da3a0740   fix the auth middleware in s…"
+    for lines, width in ((at_80, 80), (at_200, 200), (at_40, 40)):
+        assert all(len(line) <= width for line in lines)
+        body = [line.split("   ") for line in lines[3:]]
+        assert all("…" not in cell for row in body for cell in row[:-1])  # only the prompt
