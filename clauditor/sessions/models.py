@@ -298,6 +298,8 @@ class SessionSignals:
     compaction_exchange: int | None = None  # a compaction request in flight
     # Its continuation turn arrived before its end: None, or whether it was manual.
     continued_early: bool | None = None
+    # A continuation seen before any compaction request: (when, manual), for a while.
+    continued_unmatched: tuple[float, bool] | None = None
     # Compactions confirmed since the tracker last looked (it tells its listeners).
     confirmed: list[Compaction] = field(default_factory=list)
     fallbacks: int = 0

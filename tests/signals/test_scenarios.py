@@ -239,6 +239,41 @@ def test_continuation_seen_before_the_compaction_response_ended() -> None:
     assert sc.session().as_api()["context_tokens"] == 20_000
 
 
+def test_continuation_seen_before_the_compaction_request_itself() -> None:
+    """A core lagging enough to open the compaction's side stream after the next
+    request's: the continuation confirms it all the same (within 30 s), once."""
+    from clauditor.domain.events import ExchangeFinished, RequestParsed, RequestStarted
+    from clauditor.parsing.request import parse_request
+    from tests.helpers import body_bytes
+    from tests.sessions.replay import result_of
+
+    sc = Scenario()
+    t = sc.tracker
+    compact = record("t0", usage(input=700, read=99_300, output=2_000), compact=True)
+    after = record("next", usage(input=3_000, write_5m=17_000, output=9), continued=True)
+    now = sc.clock.now()
+    for ex, rec in ((2, after), (1, compact)):  # the continuation first
+        t.handle(RequestStarted(ex, now, SESSION))
+        req = parse_request(headers_of(rec), body_bytes(rec))
+        t.handle(RequestParsed(ex, now, now, req, None))
+        sc.wait(0.2)
+    t.handle(ExchangeFinished(1, now + 1, 200, result_of(compact["response"]), None))
+    t.handle(ExchangeFinished(2, now + 2, 200, result_of(after["response"]), None))
+    assert sc.session().signals.compactions == 1
+    assert sc.session().signals.continued_unmatched is None
+
+    # A continuation long before (a stale one): a compaction 31 s later is not confirmed.
+    sc2 = Scenario()
+    t2 = sc2.tracker
+    t2.handle(RequestStarted(2, sc2.clock.now(), SESSION))
+    req = parse_request(headers_of(after), body_bytes(after))
+    t2.handle(RequestParsed(2, sc2.clock.now(), sc2.clock.now(), req, None))
+    t2.handle(ExchangeFinished(2, sc2.clock.now(), 200, result_of(after["response"]), None))
+    sc2.wait(31.0)
+    sc2.send(compact)
+    assert sc2.session().signals.compactions == 0
+
+
 def test_compaction_without_a_continuation_is_not_counted() -> None:
     sc = Scenario()
     sc.send(record("t0", usage(input=500, write_5m=100_000, output=9)))

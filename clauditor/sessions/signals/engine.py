@@ -64,6 +64,8 @@ from clauditor.sessions.signals.weekly import WeeklyTokens, week_start
 FACTS_KEPT = 10_000  # exchanges between parse and finish; more means finishes were lost
 DAYS_KEPT = 62
 COMPACTIONS_KEPT = 50
+# A continuation seen before any compaction request confirms one parsed this soon after.
+ORPHAN_CONTINUATION_SECONDS = 30.0
 # Two reports of one quota window whose resets differ by more than this are two periods.
 QUOTA_SAME_PERIOD_SECONDS = 60.0
 
@@ -156,6 +158,11 @@ class SignalEngine:
         s.last_main_model, s.last_main_turn = req.model, record.turn_index
         if req.kind == "compaction":
             s.compaction_exchange, s.continued_early = record.exchange_id, None
+            orphan, s.continued_unmatched = s.continued_unmatched, None
+            if orphan is not None and self.clock.now() - orphan[0] <= ORPHAN_CONTINUATION_SECONDS:
+                # Its continuation came first: a lagging core opened this compaction's
+                # side stream after the next request's.
+                s.continued_early = orphan[1]
         elif s.pending_compaction is not None:
             if req.continued:
                 self._confirm_compaction(s, req.manual_compact)
@@ -164,6 +171,9 @@ class SignalEngine:
         elif req.continued and s.compaction_exchange is not None:
             # Side streams are not ordered: the compaction's end may still be on its way.
             s.continued_early = req.manual_compact
+        elif req.continued:
+            # ...or even its request, for a while.
+            s.continued_unmatched = (self.clock.now(), req.manual_compact)
 
     def response_started(
         self, session: Session, record: RequestRecord, quota: QuotaHeaders, ts: float
