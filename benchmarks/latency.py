@@ -38,6 +38,7 @@ from benchmarks.workload import (
     percentile,
     print_header,
     python_module,
+    read_head,
     stop_process,
     table,
     until_core_idle,
@@ -122,18 +123,6 @@ class Level:
 # -- the client ------------------------------------------------------------------------
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    raw = await reader.readuntil(b"\r\n\r\n")
-    lines = raw.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:MAX_HEAD_LINES]:
-        name, _, value = line.partition(":")
-        if name:
-            headers[name.strip().lower()] = value.strip()
-    return status, headers
-
-
 async def exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: Sequence[bytes]
 ) -> tuple[float, float, bool, bool]:
@@ -141,7 +130,7 @@ async def exchange(
     t0 = time.perf_counter()
     writer.writelines([head, *body])
     await writer.drain()
-    status, headers = await _read_head(reader)
+    status, headers = await read_head(reader)
     first: float | None = None
     tail = b""
     if "chunked" in headers.get("transfer-encoding", "").lower():

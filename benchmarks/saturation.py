@@ -45,6 +45,7 @@ from benchmarks.workload import (
     percentile,
     print_header,
     python_module,
+    read_head,
     stop_process,
     table,
     wait_http,
@@ -104,25 +105,13 @@ class Result:
 # -- the client -------------------------------------------------------------------------
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    raw = await reader.readuntil(b"\r\n\r\n")
-    lines = raw.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:MAX_HEAD_LINES]:
-        name, _, value = line.partition(":")
-        if name:
-            headers[name.strip().lower()] = value.strip()
-    return status, headers
-
-
 async def _exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: Sequence[bytes]
 ) -> tuple[bool, str, bool]:
     """One request: (complete: a 200 stream up to message_stop, its request-id, keep-alive)."""
     writer.writelines([head, *body])
     await writer.drain()
-    status, headers = await _read_head(reader)
+    status, headers = await read_head(reader)
     tail = b""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         for _ in range(MAX_CHUNKS):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -270,3 +271,19 @@ def until_core_idle(stats: Callable[[], dict[str, Any]], timeout: float, interva
             return
         last = now
         time.sleep(interval)
+
+
+HEAD_LINES_READ = 200  # a response head's lines, at most
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """An HTTP/1.1 response head off a raw connection: its status and headers."""
+    raw = await reader.readuntil(b"\r\n\r\n")
+    lines = raw.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:HEAD_LINES_READ]:
+        name, _, value = line.partition(":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
+    return status, headers
