@@ -107,6 +107,7 @@ class Core:
             end_timeout=config.end_timeout,
             # Telemetry first: it sets the trace ids the store then writes.
             listeners=[*self.telemetry.listeners, self.store],
+            spans=self.telemetry.traces,
             loader=self.store.load_session,
             signals=SignalEngine(
                 self.clock,

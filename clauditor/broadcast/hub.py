@@ -51,8 +51,9 @@ from clauditor.clock import Clock, iso
 from clauditor.errors import ClauditorError
 from clauditor.safetext import utf8_json
 from clauditor.sessions.alerts import Alert
+from clauditor.sessions.listener import TrackerListener
 from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
-from clauditor.sessions.tracker import TURN_KINDS, TrackerListener
+from clauditor.sessions.tracker import TURN_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,6 @@ class _Aux:
     name: str | None = None  # the display name last announced
     last_tool: str | None = None
     last_summary: str | None = None
-    pending_turn_end: Turn | None = None
 
 
 class QuotaSource(Protocol):
@@ -340,9 +340,9 @@ class WatchHub(TrackerListener):
             aux = self._aux[session.session_id] = _Aux()
         return aux
 
-    def _ensure(self, session: Session, flush: bool = True) -> _Aux:
+    def _ensure(self, session: Session) -> _Aux:
         """Announce a session on its first callback with content (model and prompt are
-        set after session_started fires), and flush a deferred turn_end."""
+        set after session_started fires)."""
         aux = self._aux_of(session)
         if not aux.announced:
             aux.announced = True
@@ -362,8 +362,6 @@ class WatchHub(TrackerListener):
                     session.last_activity_at,
                     SessionNamed(name=name, prompt=_cap(prompt), model=session.model),
                 )
-        if flush:
-            self._flush_turn_end(session, aux)
         return aux
 
     def _session_fields(self, session: Session, synthetic: bool) -> SessionStart:
@@ -443,16 +441,8 @@ class WatchHub(TrackerListener):
         )
 
     def turn_ended(self, session: Session, turn: Turn) -> None:
-        aux = self._ensure(session)
-        # The tracker ends a turn before reporting its final request: hold the turn_end
-        # until that request_end (and its cost) is out.
-        aux.pending_turn_end = turn
-
-    def _flush_turn_end(self, session: Session, aux: _Aux) -> None:
-        turn = aux.pending_turn_end
-        if turn is None:
-            return
-        aux.pending_turn_end = None
+        # Its last request_end (and that request's cost) went out before this.
+        self._ensure(session)
         self.publish(
             "turn_end",
             session.session_id,
@@ -533,7 +523,7 @@ class WatchHub(TrackerListener):
 
     def request_finished(self, session: Session, request: RequestRecord) -> None:
         # Signals (cost, cache, context, fallback) were computed before listeners ran.
-        aux = self._ensure(session, flush=False)
+        self._ensure(session)
         sid, ts = session.session_id, request.ended_at
         sig, totals = request.signals, session.signals
         model = request.model_responded or request.model_requested
@@ -624,7 +614,6 @@ class WatchHub(TrackerListener):
                     turn=request.turn_index,
                 ),
             )
-        self._flush_turn_end(session, aux)
         self._check_quota(ts)
 
     def _quota_fields(self) -> QuotaStatus | None:

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clauditor.clock import Clock, iso
+from clauditor.sessions.listener import TrackerListener
 from clauditor.sessions.models import RequestRecord, Session
 from clauditor.sessions.signals.engine import SignalEngine
-from clauditor.sessions.tracker import SessionTracker, TrackerListener
+from clauditor.sessions.tracker import SessionTracker
 
 log = logging.getLogger(__name__)
 

@@ -153,6 +153,9 @@ class ToolCall:
         }
 
 
+# The error_type of a request still in flight when the core stopped: its end was never seen.
+INCOMPLETE_REQUEST = "incomplete"
+
 _OUTCOMES = {
     "truncated": "truncated",
     "aborted": "client_cancelled",
@@ -412,8 +415,9 @@ class RequestRecord:
         error, truncated (no message_stop), client_cancelled (the client went away before
         an answer), upstream_unreachable (Envoy could not connect), unobserved (a core
         that stopped, or lagged past Envoy's hold, never saw its end, nor any of its
-        response), partial (the same, with part of the response seen)."""
-        if self.ended_at is None:
+        response), partial (the same, with part of the response seen; both also for a
+        request still in flight when the core stopped, error_type `incomplete`)."""
+        if self.ended_at is None and self.error_type != INCOMPLETE_REQUEST:
             return "in_flight"
         if self.observed != "full":
             return "unobserved" if self.observed == "none" else "partial"

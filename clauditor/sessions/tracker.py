@@ -33,7 +33,9 @@ from clauditor.parsing.fold import MessageResult
 from clauditor.parsing.request import ParsedRequest, task_key
 from clauditor.parsing.response import UPSTREAM_UNREACHABLE
 from clauditor.parsing.text import summarize_text, tool_input_summary
+from clauditor.sessions.listener import NO_LINKS, SpanLinks, SpanRecorder, TrackerListener
 from clauditor.sessions.models import (
+    INCOMPLETE_REQUEST,
     Compaction,
     RequestRecord,
     Session,
@@ -82,25 +84,6 @@ def _remember(kept: dict[str, _V], key: str, value: _V, cap: int) -> None:
     kept[key] = value
     if len(kept) > cap:
         del kept[next(iter(kept))]
-
-
-class TrackerListener:
-    """Consumers of the tracker's state changes override what they need."""
-
-    def session_started(self, session: Session) -> None: ...
-    def session_changed(self, session: Session) -> None: ...
-    def turn_started(self, session: Session, turn: Turn) -> None: ...
-    def turn_ended(self, session: Session, turn: Turn) -> None: ...
-    def request_started(self, session: Session, request: RequestRecord) -> None: ...
-    def request_finished(self, session: Session, request: RequestRecord) -> None: ...
-    def tool_use(self, session: Session, call: ToolCall) -> None: ...
-    def tool_result(self, session: Session, call: ToolCall) -> None: ...
-    def compacted(self, session: Session, compaction: Compaction) -> None: ...
-    # A finished request learned more after its end (it was recovered by a resend, or tied
-    # to the Agent call that launched it): its row is written again.
-    def request_changed(self, session: Session, request: RequestRecord) -> None: ...
-    def status_changed(self, session: Session, previous: str) -> None: ...
-    def state_changed(self, session: Session, previous: str) -> None: ...
 
 
 def _running_agents(session: Session) -> list[ToolCall]:
@@ -155,6 +138,7 @@ class SessionTracker:
         end_timeout: float = 1800.0,
         requests_kept: int = 500,
         listeners: Iterable[TrackerListener] = (),
+        spans: SpanRecorder | None = None,
         loader: Callable[[str], Session | None] | None = None,
         signals: SignalEngine | None = None,
     ) -> None:
@@ -181,6 +165,9 @@ class SessionTracker:
         # joined to that turn instead of starting one.
         self.late_prompts = 0
         self.listeners: list[TrackerListener] = list(listeners)
+        # Hears every event before the listeners; the ids of the spans it opens are stored
+        # on the tracker's objects (clauditor.sessions.listener).
+        self.spans = spans
         # Finds a stored session that becomes live again (--continue, or a core restart).
         self.loader = loader
         self.unattributed_requests = 0
@@ -358,18 +345,102 @@ class SessionTracker:
         elif isinstance(event, ExchangeFinished):
             self._on_finished(event)
 
-    def _notify(self, method: str, *args: object) -> None:
+    def _tell(self, event: Callable[[TrackerListener], None]) -> None:
+        """One event to every listener, in order; one that raises is counted and logged,
+        and the others still hear it."""
         for listener in self.listeners:
             try:
-                getattr(listener, method)(*args)
+                event(listener)
             except Exception:
                 self.listener_errors += 1
-                log.exception("tracker listener %s.%s failed", type(listener).__name__, method)
+                log.exception("tracker listener %s failed", type(listener).__name__)
+
+    def _record_spans(
+        self,
+        session: Session,
+        event: Callable[[SpanRecorder], SpanLinks],
+        *,
+        request: RequestRecord | None = None,
+        call: ToolCall | None = None,
+    ) -> None:
+        """The span recorder hears the event first; the tracker keeps the ids it returns on
+        the turn, the request or the tool call they stand for."""
+        if self.spans is None:
+            return
+        try:
+            links = event(self.spans)
+        except Exception:
+            self.listener_errors += 1
+            log.exception("span recorder %s failed", type(self.spans).__name__)
+            return
+        for link in links or NO_LINKS:
+            if link.kind == "turn":
+                turn = self._turn(session, link.key if isinstance(link.key, int) else None)
+                if turn is not None:
+                    turn.trace_id = link.trace_id
+            elif link.kind == "request":
+                if request is not None and link.key == request.exchange_id:
+                    request.trace_id, request.span_id = link.trace_id, link.span_id
+            else:
+                found = call if call is not None and call.tool_use_id == link.key else None
+                found = found or session.pending_tools.get(str(link.key))
+                found = found or session.background_agents.get(str(link.key))
+                if found is not None:
+                    found.trace_id, found.span_id = link.trace_id, link.span_id
+
+    # -- telling the consumers (clauditor.sessions.listener) ----------------------------
+    # One method per event: each calls the span recorder (for the events it traces) and
+    # then every listener, directly, so the type checker holds both to their protocol.
+    def _emit_session_started(self, session: Session) -> None:
+        self._tell(lambda listener: listener.session_started(session))
+
+    def _emit_session_changed(self, session: Session) -> None:
+        self._tell(lambda listener: listener.session_changed(session))
+
+    def _emit_state_changed(self, session: Session, previous: str) -> None:
+        self._tell(lambda listener: listener.state_changed(session, previous))
+
+    def _emit_status_changed(self, session: Session, previous: str) -> None:
+        self._record_spans(session, lambda spans: spans.status_changed(session, previous))
+        self._tell(lambda listener: listener.status_changed(session, previous))
+
+    def _emit_turn_started(self, session: Session, turn: Turn) -> None:
+        self._record_spans(session, lambda spans: spans.turn_started(session, turn))
+        self._tell(lambda listener: listener.turn_started(session, turn))
+
+    def _emit_turn_ended(self, session: Session, turn: Turn) -> None:
+        self._record_spans(session, lambda spans: spans.turn_ended(session, turn))
+        self._tell(lambda listener: listener.turn_ended(session, turn))
+
+    def _emit_request_started(self, session: Session, record: RequestRecord) -> None:
+        self._record_spans(
+            session, lambda spans: spans.request_started(session, record), request=record
+        )
+        self._tell(lambda listener: listener.request_started(session, record))
+
+    def _emit_request_finished(self, session: Session, record: RequestRecord) -> None:
+        self._record_spans(
+            session, lambda spans: spans.request_finished(session, record), request=record
+        )
+        self._tell(lambda listener: listener.request_finished(session, record))
+
+    def _emit_request_changed(self, session: Session, record: RequestRecord) -> None:
+        self._tell(lambda listener: listener.request_changed(session, record))
+
+    def _emit_tool_use(self, session: Session, call: ToolCall) -> None:
+        self._tell(lambda listener: listener.tool_use(session, call))
+
+    def _emit_tool_result(self, session: Session, call: ToolCall) -> None:
+        self._record_spans(session, lambda spans: spans.tool_result(session, call), call=call)
+        self._tell(lambda listener: listener.tool_result(session, call))
+
+    def _emit_compacted(self, session: Session, compaction: Compaction) -> None:
+        self._tell(lambda listener: listener.compacted(session, compaction))
 
     def _changed(self, session: Session) -> None:
         """After any change to a session: its state first, then the listeners."""
         self._refresh_state(session)
-        self._notify("session_changed", session)
+        self._emit_session_changed(session)
 
     def _refresh_state(self, session: Session) -> None:
         view = state_of(session, session.registry)
@@ -391,7 +462,7 @@ class SessionTracker:
         turn = session.current_turn
         if previous == "needs_you" and view.state != "needs_you" and since is not None and turn:
             turn.waits.append((since, max(now, since)))  # a permission prompt answered
-        self._notify("state_changed", session, previous)
+        self._emit_state_changed(session, previous)
 
     # -- Claude Code's session registry ------------------------------------------------
     def apply_registry(self, entries: dict[str, RegistryEntry]) -> None:
@@ -406,7 +477,7 @@ class SessionTracker:
                 session = Session(session_id=sid, started_at=start, last_activity_at=now)
                 self.sessions[sid] = session
                 self._recent[sid] = deque(maxlen=self._requests_kept)
-                self._notify("session_started", session)
+                self._emit_session_started(session)
             if session.registry == entry:
                 continue
             if session.registry is None or session.registry.cwd != entry.cwd:
@@ -439,7 +510,7 @@ class SessionTracker:
         session.status = "ended"
         session.ended_at = now
         self._refresh_state(session)
-        self._notify("status_changed", session, previous)
+        self._emit_status_changed(session, previous)
         self._changed(session)
 
     def _signal(self, method: str, session: Session, *args: object) -> None:
@@ -450,7 +521,8 @@ class SessionTracker:
             log.exception("signal engine %s failed", method)
         confirmed = session.signals.confirmed
         while confirmed:
-            self._notify("compacted", session, confirmed.pop(0))
+            compaction = confirmed.pop(0)
+            self._emit_compacted(session, compaction)
 
     # -- sessions ------------------------------------------------------------------
     def _session(self, session_id: str, ts: float) -> Session:
@@ -460,7 +532,7 @@ class SessionTracker:
         session = Session(session_id=session_id, started_at=ts, last_activity_at=ts)
         self.sessions[session_id] = session
         self._recent[session_id] = deque(maxlen=self._requests_kept)
-        self._notify("session_started", session)
+        self._emit_session_started(session)
         return session
 
     def _resume(self, session_id: str, ts: float) -> Session | None:
@@ -496,7 +568,7 @@ class SessionTracker:
             previous = session.status
             session.status = "active"
             session.ended_at = None
-            self._notify("status_changed", session, previous)
+            self._emit_status_changed(session, previous)
 
     def _on_started(self, event: RequestStarted) -> None:
         # Only a hint: the session becomes "active" as soon as a request starts.
@@ -549,7 +621,7 @@ class SessionTracker:
         session.in_flight.add(event.exchange_id)
         self._recent[session_id].append(record)
         self._by_exchange[event.exchange_id] = (session, record)
-        self._notify("request_started", session, record)
+        self._emit_request_started(session, record)
         self._changed(session)
 
     def _place_in_turn(
@@ -669,7 +741,7 @@ class SessionTracker:
             del session.turns[0]
         if session.first_prompt is None and req.new_prompt and req.kind == "main" and req.prompt:
             session.first_prompt = req.prompt
-        self._notify("turn_started", session, turn)
+        self._emit_turn_started(session, turn)
         return turn
 
     def _end_turn(self, session: Session, turn: Turn, ts: float, outcome: str) -> None:
@@ -686,8 +758,8 @@ class SessionTracker:
             for call in session.pending_tools.values():
                 if call.turn_index == turn.index and call.outcome == "pending":
                     call.outcome = "abandoned"
-                    self._notify("tool_result", session, call)
-        self._notify("turn_ended", session, turn)
+                    self._emit_tool_result(session, call)
+        self._emit_turn_ended(session, turn)
 
     @staticmethod
     def _time_of(session: Session, turn: Turn, end: float) -> dict[TimePart, float]:
@@ -762,7 +834,7 @@ class SessionTracker:
                 self._tie_agent(session, call, r.agent_id)
             if r.ended_at is not None:
                 _add_run(call, r)
-                self._notify("request_changed", session, r)
+                self._emit_request_changed(session, r)
 
     def _recovered(self, session: Session, record: RequestRecord) -> None:
         """A resend succeeded: the failed attempts of the same request were recovered."""
@@ -775,7 +847,7 @@ class SessionTracker:
                 and earlier.ended_at is not None
             ):
                 earlier.recovered = True
-                self._notify("request_changed", session, earlier)
+                self._emit_request_changed(session, earlier)
 
     def _roll_up(self, session: Session, record: RequestRecord) -> None:
         """A subagent request's tokens and cost, under the Agent call that launched it."""
@@ -796,7 +868,7 @@ class SessionTracker:
             call.outcome = "ok" if n.status in (None, "completed") else "error"
             if call.outcome == "error":
                 session.tool_failures += 1
-            self._notify("tool_result", session, call)
+            self._emit_tool_result(session, call)
             self._closed(session, call)
 
     def _on_tool_use(self, event: ToolUseSeen) -> None:
@@ -832,7 +904,7 @@ class SessionTracker:
             turn.tool_calls += 1
             if tu.name in AGENT_TOOLS:
                 turn.agent_calls.append(call)
-        self._notify("tool_use", session, call)
+        self._emit_tool_use(session, call)
         early = self._early_results.get(session.session_id)
         if early and tu.id in early:
             result_ts, is_error = early.pop(tu.id)
@@ -872,7 +944,7 @@ class SessionTracker:
         call.outcome = "error" if is_error else "ok"
         if is_error:
             session.tool_failures += 1
-        self._notify("tool_result", session, call)
+        self._emit_tool_result(session, call)
         # Done calls leave the pending map; the listeners have their copy.
         del session.pending_tools[call.tool_use_id]
         self._closed(session, call)
@@ -962,6 +1034,7 @@ class SessionTracker:
             self._roll_up(session, record)
         if turn is not None and record.kind in TURN_KINDS:
             turn.end_unseen = record.observed != "full"
+        completes = False
         if record.observed != "full":
             pass  # no verdict: neither an error nor the end of its turn (outcome partial...)
         elif record.error_type is not None:
@@ -976,7 +1049,11 @@ class SessionTracker:
                 if turn.outcome == "completed" and turn.ended_at is not None:
                     turn.ended_at = max(turn.ended_at, event.ts)  # a re-asked compaction
                     turn.time = self._time_of(session, turn, turn.ended_at)
-                self._end_turn(session, turn, event.ts, "completed")
+                completes = True
+        # The request is told first: whoever hears the turn end has its last request.
+        self._emit_request_finished(session, record)
+        if turn is not None and completes:
+            self._end_turn(session, turn, event.ts, "completed")
         if (
             turn is not None
             and turn.outcome == "in_progress"
@@ -985,7 +1062,6 @@ class SessionTracker:
         ):
             # A newer turn started while this one's last request was in flight.
             self._end_turn(session, turn, event.ts, "interrupted")
-        self._notify("request_finished", session, record)
         self._changed(session)
 
     # -- time ----------------------------------------------------------------------
@@ -1004,7 +1080,7 @@ class SessionTracker:
                 if turn is not None:
                     self._end_turn(session, turn, now, "abandoned")
                 self._refresh_state(session)
-                self._notify("status_changed", session, "active")
+                self._emit_status_changed(session, "active")
                 self._changed(session)
             if session.status == "idle" and quiet >= self.end_timeout:
                 self._end_session(session, now)
@@ -1032,7 +1108,20 @@ class SessionTracker:
         return list(session.pending_tools.values()) if session else []
 
     def shutdown(self) -> None:
-        """Core stopping: mark what was live as ended so the store does not keep it active."""
+        """Core stopping: requests still in flight get their verdict, `incomplete` (their
+        end will not be seen), and are told finished once, so every consumer records the
+        same; then what was live ends, so the store does not keep it active."""
         now = self.clock.now()
+        for exchange_id, (session, record) in list(self._by_exchange.items()):
+            del self._by_exchange[exchange_id]
+            session.in_flight.discard(exchange_id)
+            record.error_type = record.error_type or INCOMPLETE_REQUEST
+            seen_any = record.response_started_at is not None
+            record.observed = "partial" if seen_any else "none"
+            if seen_any:
+                self.partial_requests += 1
+            else:
+                self.unobserved_requests += 1
+            self._emit_request_finished(session, record)
         for session in list(self.sessions.values()):
             self._end_session(session, now)

@@ -14,6 +14,7 @@ import sqlite_utils
 
 from clauditor.claude_code import AGENT_TOOLS
 from clauditor.clock import Clock, SystemClock, iso
+from clauditor.sessions.listener import TrackerListener
 from clauditor.sessions.models import (
     Compaction,
     RequestRecord,
@@ -22,7 +23,6 @@ from clauditor.sessions.models import (
     ToolCall,
     Turn,
 )
-from clauditor.sessions.tracker import TrackerListener
 from clauditor.store import history, rows, totals, trends
 from clauditor.store.database import connect, empty_database
 from clauditor.store.recall import recall

@@ -1,7 +1,7 @@
 """OpenTelemetry traces and metrics for clauditor (names in clauditor.telemetry.names).
 
-`Telemetry` bundles the two tracker listeners (spans, metrics) with the providers they
-write to; the core builds it from the environment, tests from in-memory providers.
+`Telemetry` bundles the tracker's span recorder (traces) and its metrics listener with the
+providers they write to; the core builds it from the environment, tests from in-memory providers.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from clauditor.clock import Clock
-from clauditor.sessions.tracker import SessionTracker, TrackerListener
+from clauditor.sessions.listener import TrackerListener
+from clauditor.sessions.tracker import SessionTracker
 from clauditor.telemetry.metrics import MetricsListener, Observables
 from clauditor.telemetry.setup import (
     Providers,
@@ -63,8 +64,8 @@ class Telemetry:
 
     @property
     def listeners(self) -> list[TrackerListener]:
-        """For SessionTracker(listeners=...), before the store: they set the trace ids."""
-        return [self.traces, self.metrics]
+        """For SessionTracker(listeners=...); the traces go in as its `spans=`."""
+        return [self.metrics]
 
     def observe(self, tracker: SessionTracker, stats: Callable[[], dict[str, Any]]) -> None:
         """Register the gauges and health counters read from the tracker and Core.stats()."""

@@ -16,9 +16,10 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from opentelemetry.util.types import Attributes
 
 from clauditor.safetext import scrub_text
+from clauditor.sessions.listener import TrackerListener
 from clauditor.sessions.models import RequestRecord, Session, ToolCall, Turn
 from clauditor.sessions.state import STATES
-from clauditor.sessions.tracker import SessionTracker, TrackerListener
+from clauditor.sessions.tracker import SessionTracker
 from clauditor.telemetry import names as n
 from clauditor.telemetry.traces import cache_status, fallback_of
 

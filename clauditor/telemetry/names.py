@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from clauditor.sessions import models as _models
+
 # -- span names and fixed values --------------------------------------------------------
 AGENT_NAME = "claude-code"
 SUBAGENT_NAME = "claude-code-subagent"
@@ -19,7 +21,9 @@ OP_INVOKE_AGENT = "invoke_agent"
 OP_EXECUTE_TOOL = "execute_tool"
 TOOL_TYPE_FUNCTION = "function"
 TOOL_ERROR_TYPE = "tool_error"
-INCOMPLETE_ERROR_TYPE = "incomplete"  # a request still in flight when its session ended
+INCOMPLETE_ERROR_TYPE = (
+    _models.INCOMPLETE_REQUEST
+)  # in flight when the core stopped: the tracker says so
 TRACER_NAME = "clauditor"
 METER_NAME = "clauditor"
 

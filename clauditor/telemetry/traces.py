@@ -12,7 +12,9 @@ Every span gets explicit start/end times from the exchange timestamps, so spans 
 things happened on the wire, not when the tracker got to them. Chat spans are created whole
 at request finish; the invoke_agent and execute_tool spans are open between two callbacks
 and every path that can strand them (turn ended, session idle or ended, core shutdown)
-closes them. This listener must run before the store so the ids it sets are persisted.
+closes them. It is the tracker's SpanRecorder (clauditor.sessions.listener): it hears each
+event before the listeners and returns the ids of the spans it opened, which the tracker
+stores on its turn, request and tool call; it never writes to the tracker's objects.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AttributeValue
 
 from clauditor.clock import Clock
+from clauditor.sessions.listener import SpanLink, SpanLinks
 from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
 from clauditor.sessions.signals.fallback import same_family
-from clauditor.sessions.tracker import TrackerListener
 from clauditor.telemetry import names as n
 
 log = logging.getLogger(__name__)
@@ -130,7 +132,6 @@ class _Run:
     cost: float | None = None
     last_end: float | None = None
     ended: bool = False
-    deferred: tuple[Turn, float, str] | None = None  # (turn, end, outcome) to end with
     close_at: float | None = None  # subagent: its Agent call ended; end after its requests
 
 
@@ -153,7 +154,7 @@ class _SessionSpans:
     interrupted: int | None = None  # newest interrupted turn whose tools may still close
 
 
-class TraceListener(TrackerListener):
+class TraceListener:
     def __init__(
         self,
         tracer_provider: TracerProvider,
@@ -167,6 +168,16 @@ class TraceListener(TrackerListener):
         self.server = server
         self.capture_content = capture_content
         self._sessions: dict[str, _SessionSpans] = {}
+        self._links: list[SpanLink] = []  # opened while handling the current event
+
+    def _opened(self, kind: str, key: int | str, span: Span) -> None:
+        trace_id, span_id = self._ids(span)
+        self._links.append(SpanLink(kind, key, trace_id, span_id))  # type: ignore[arg-type]
+
+    def _answer(self) -> SpanLinks:
+        """The spans opened for this event, for the tracker to store."""
+        links, self._links = self._links, []
+        return links
 
     # -- helpers ---------------------------------------------------------------------
     def _state(self, session_id: str) -> _SessionSpans:
@@ -247,7 +258,7 @@ class TraceListener(TrackerListener):
         # A fresh Context: each turn is its own trace, whatever the ambient context.
         run = self._start_run(session, n.AGENT_NAME, turn.started_at, Context(), turn.index, extra)
         state.turns[turn.index] = run
-        turn.trace_id = run.trace_id
+        self._links.append(SpanLink("turn", turn.index, run.trace_id))
         while len(state.turns) > TURNS_KEPT:
             _, old = state.turns.popitem(last=False)
             self._finish_root(old, self.clock.now())  # never leak, however unlikely
@@ -349,10 +360,11 @@ class TraceListener(TrackerListener):
         self._end_run(run, end)
 
     # -- TrackerListener -----------------------------------------------------------------
-    def turn_started(self, session: Session, turn: Turn) -> None:
+    def turn_started(self, session: Session, turn: Turn) -> SpanLinks:
         self._root(session, self._state(session.session_id), turn)
+        return self._answer()
 
-    def turn_ended(self, session: Session, turn: Turn) -> None:
+    def turn_ended(self, session: Session, turn: Turn) -> SpanLinks:
         state = self._state(session.session_id)
         run = state.turns.get(turn.index)
         if run is None:
@@ -381,18 +393,11 @@ class TraceListener(TrackerListener):
                     ]
                 ),
             )
-        # The tracker reports a completed turn just before the request_finished of the
-        # response that completed it: end the root after that request's span and cost.
-        finishing = any(
-            r.turn_index == turn.index and r.ended_at is not None
-            for r, _ in state.inflight.values()
-        )
-        if finishing:
-            run.deferred = (turn, end, turn.outcome)
-        else:
-            self._end_root(run, turn, end, turn.outcome)
+        # The turn's last request was told finished before this: its span and cost are in.
+        self._end_root(run, turn, end, turn.outcome)
+        return self._answer()
 
-    def request_started(self, session: Session, request: RequestRecord) -> None:
+    def request_started(self, session: Session, request: RequestRecord) -> SpanLinks:
         state = self._state(session.session_id)
         if state.interrupted is not None:
             for index in {t.turn_index for t in state.tools.values()} | {
@@ -404,9 +409,10 @@ class TraceListener(TrackerListener):
         run = self._run_of(session, state, request)
         state.inflight[request.exchange_id] = (request, run)
         if run is not None:
-            request.trace_id = run.trace_id
+            self._links.append(SpanLink("request", request.exchange_id, run.trace_id))
+        return self._answer()
 
-    def request_finished(self, session: Session, request: RequestRecord) -> None:
+    def request_finished(self, session: Session, request: RequestRecord) -> SpanLinks:
         state = self._state(session.session_id)
         entry = state.inflight.pop(request.exchange_id, None)
         # The run the request joined when it started, even if that run has closed since.
@@ -425,22 +431,17 @@ class TraceListener(TrackerListener):
             run.last_end = max(run.last_end or end, end)
             if run.close_at is not None and not any(r is run for _, r in state.inflight.values()):
                 self._end_run(run, min(run.last_end, run.close_at))
-        root = state.turns.get(request.turn_index) if request.turn_index is not None else None
         # The tools this response asked for start running now.
         for tool_use_id, _ in request.tool_uses:
             call = session.pending_tools.get(tool_use_id)
             if call is not None and call.outcome == "pending" and tool_use_id not in state.tools:
                 self._start_tool(session, state, call, run, call.requested_at or end)
-        if root is not None and root.deferred is not None:
-            # The turn ended with this response: its root ends now that its last child exists.
-            turn, turn_end, outcome = root.deferred
-            root.deferred = None
-            self._end_root(root, turn, turn_end, outcome)
+        return self._answer()
 
-    def tool_result(self, session: Session, call: ToolCall) -> None:
+    def tool_result(self, session: Session, call: ToolCall) -> SpanLinks:
         state = self._state(session.session_id)
         if call.tool_use_id in state.closed:
-            return  # its span ended already (abandoned, then a late result)
+            return self._answer()  # its span ended already (abandoned, then a late result)
         open_tool = state.tools.pop(call.tool_use_id, None)
         turn = self._find_turn(session, call.turn_index)
         end = call.result_at
@@ -451,26 +452,38 @@ class TraceListener(TrackerListener):
             # of the response asking for it (side-stream skew). Record it whole.
             run = self._turn_run(session, state, call.turn_index)
             if run is None:
-                return
+                return self._answer()
             start = call.requested_at or call.seen_at
             self._start_tool(session, state, call, run, min(start, end))
             open_tool = state.tools.pop(call.tool_use_id)
         self._end_tool(state, open_tool, end, call.outcome)
+        return self._answer()
 
-    def status_changed(self, session: Session, previous: str) -> None:
+    def status_changed(self, session: Session, previous: str) -> SpanLinks:
         if session.status == "active":
-            return
+            return self._answer()
         state = self._sessions.get(session.session_id)
         if state is None:
-            return
+            return self._answer()
         now = self.clock.now()
         # The tracker ended the open turn already; close what hangs off no turn.
         self._close_open(state, now, "abandoned")
         if session.status == "ended":
             self._close_session(session.session_id, state, now)
+        return self._answer()
 
     # -- chat ------------------------------------------------------------------------
-    def _chat_span(self, session_id: str, r: RequestRecord, run: _Run | None, end: float) -> None:
+    def _chat_span(
+        self,
+        session_id: str,
+        r: RequestRecord,
+        run: _Run | None,
+        end: float,
+        unfinished: str | None = None,
+    ) -> None:
+        """The request's chat span, whole; `unfinished` is the error type of one never told
+        finished (the record keeps its own)."""
+        error_type = r.error_type or unfinished
         model = r.model_requested or r.model_responded or "unknown"
         attrs: dict[str, AttributeValue] = {
             n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
@@ -504,7 +517,7 @@ class TraceListener(TrackerListener):
             n.ABORTED_COST_USD: r.signals.aborted_cost_usd,
         }
         attrs.update({k: v for k, v in optional.items() if v is not None})
-        reason = finish_reason(r.stop_reason, r.error_type)
+        reason = finish_reason(r.stop_reason, error_type)
         if reason is not None:
             attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = [reason]
         if r.first_token_at is not None:
@@ -520,8 +533,8 @@ class TraceListener(TrackerListener):
             attrs[n.FALLBACK_REQUESTED], attrs[n.FALLBACK_ACTUAL] = swap
             if r.signals.fallback_kind:
                 attrs[n.FALLBACK_KIND] = r.signals.fallback_kind
-        if r.error_type is not None:
-            attrs[n.ERROR_TYPE] = r.error_type
+        if error_type is not None:
+            attrs[n.ERROR_TYPE] = error_type
         span = self.tracer.start_span(
             f"{n.OP_CHAT} {model}",
             context=run.ctx if run is not None else Context(),
@@ -529,10 +542,10 @@ class TraceListener(TrackerListener):
             attributes=attrs,
             start_time=ns(r.started_at),
         )
-        if r.error_type is not None:
-            span.set_status(Status(StatusCode.ERROR, r.error_type))
+        if error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, error_type))
         span.end(end_time=ns(max(end, r.started_at)))
-        r.trace_id, r.span_id = self._ids(span)
+        self._opened("request", r.exchange_id, span)
 
     # -- execute_tool ----------------------------------------------------------------
     def _start_tool(
@@ -565,7 +578,7 @@ class TraceListener(TrackerListener):
             attributes=attrs,
             start_time=ns(start),
         )
-        call.trace_id, call.span_id = self._ids(span)
+        self._opened("tool", call.tool_use_id, span)
         state.tools[call.tool_use_id] = _ToolSpan(span, call, call.turn_index, start)
 
     def _end_tool(self, state: _SessionSpans, tool: _ToolSpan, end: float, outcome: str) -> None:
@@ -614,9 +627,9 @@ class TraceListener(TrackerListener):
 
     def _close_session(self, session_id: str, state: _SessionSpans, now: float) -> None:
         for record, run in list(state.inflight.values()):
-            # Never finished: still worth a span, marked incomplete.
-            record.error_type = record.error_type or n.INCOMPLETE_ERROR_TYPE
-            self._chat_span(session_id, record, run, now)
+            # Never told finished (the tracker gives in-flight requests their verdict at
+            # shutdown): still worth a span, marked incomplete.
+            self._chat_span(session_id, record, run, now, n.INCOMPLETE_ERROR_TYPE)
             if run is not None and run.subagent:
                 self._end_run(run, min(run.close_at or now, now))
         state.inflight.clear()
@@ -626,11 +639,7 @@ class TraceListener(TrackerListener):
         self._sessions.pop(session_id, None)
 
     def _finish_root(self, run: _Run, now: float) -> None:
-        if run.deferred is not None:
-            turn, end, outcome = run.deferred
-            run.deferred = None
-            self._end_root(run, turn, end, outcome)
-        elif not run.ended:
+        if not run.ended:
             self._end_root(run, None, now, "abandoned")
 
     def close_all(self) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from clauditor.clock import ManualClock
+from clauditor.sessions.listener import TrackerListener
 from clauditor.sessions.registry import RegistryEntry, RegistryReader, parse_entry, project_of
-from clauditor.sessions.tracker import SessionTracker, TrackerListener
+from clauditor.sessions.tracker import SessionTracker
 from tests.helpers import fixture_posts
 from tests.sessions.replay import Replayer
 

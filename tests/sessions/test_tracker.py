@@ -14,8 +14,9 @@ from clauditor.domain.events import (
 from clauditor.domain.interpreter import classify_error
 from clauditor.parsing.fold import MessageResult, ToolUse
 from clauditor.parsing.request import ParsedRequest, ToolResultRef, parse_request
+from clauditor.sessions.listener import TrackerListener
 from clauditor.sessions.models import Session, ToolCall, Turn
-from clauditor.sessions.tracker import SessionTracker, TrackerListener
+from clauditor.sessions.tracker import SessionTracker
 from tests.helpers import body_bytes, fixture_posts, headers_of
 from tests.sessions.replay import Replayer, result_of
 

@@ -45,7 +45,7 @@ def make_rig(capture_content: bool = False, stats: dict | None = None) -> Rig:
         server=("api.anthropic.com", 443),
         capture_content=capture_content,
     )
-    tracker = SessionTracker(clock, listeners=telemetry.listeners)
+    tracker = SessionTracker(clock, listeners=telemetry.listeners, spans=telemetry.traces)
     return Rig(clock, tracker, telemetry, exporter, reader, Replayer(tracker, clock))
 
 

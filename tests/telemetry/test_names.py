@@ -290,7 +290,7 @@ def test_exposition_families_match_the_pinned_prometheus_names() -> None:
     clock = ManualClock()
     providers = build_providers(TelemetrySettings(), make_resource("test"))
     telemetry = Telemetry(providers, clock, server=("api.anthropic.com", 443))
-    tracker = SessionTracker(clock, listeners=telemetry.listeners)
+    tracker = SessionTracker(clock, listeners=telemetry.listeners, spans=telemetry.traces)
     telemetry.observe(tracker, lambda: STATS)
     replay = Replayer(tracker, clock)
     for record in fixture_posts("b_tool_bash") + fixture_posts("f_529_retry"):

@@ -224,7 +224,7 @@ def test_http_protobuf_export_reaches_a_real_receiver() -> None:
         providers = build_providers(settings, make_resource("test"))
         clock = ManualClock()
         telemetry = Telemetry(providers, clock)
-        tracker = SessionTracker(clock, listeners=telemetry.listeners)
+        tracker = SessionTracker(clock, listeners=telemetry.listeners, spans=telemetry.traces)
         replay = Replayer(tracker, clock)
         for record in fixture_posts("b_tool_bash"):
             replay.exchange(record)

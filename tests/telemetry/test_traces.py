@@ -144,7 +144,7 @@ def test_ids_land_on_the_records_for_the_store(rig: Rig) -> None:
 
 
 def test_trace_id_is_known_when_the_request_row_is_first_written() -> None:
-    from clauditor.sessions.tracker import TrackerListener
+    from clauditor.sessions.listener import TrackerListener
 
     seen: list[str | None] = []
 
