@@ -121,18 +121,22 @@ class SpanAccounting:
     dropped: int = 0
     queued: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _warned_at: float = field(default=-WARN_EVERY, repr=False)
-    _warned_dropped: int = field(default=0, repr=False)
+    # Per cause (queue full, export failed, ...): one cause's warning never hides another's.
+    _warned_at: dict[str, float] = field(default_factory=dict, repr=False)
+    _dropped_by: dict[str, int] = field(default_factory=dict, repr=False)
+    _warned_dropped: dict[str, int] = field(default_factory=dict, repr=False)
 
     def drop(self, count: int, why: str) -> None:
         with self._lock:
             self.dropped += count
+            self._dropped_by[why] = self._dropped_by.get(why, 0) + count
             now = time.monotonic()
-            if now - self._warned_at < WARN_EVERY:
+            if now - self._warned_at.get(why, -WARN_EVERY) < WARN_EVERY:
                 return
-            self._warned_at = now
-            total, new = self.dropped, self.dropped - self._warned_dropped
-            self._warned_dropped = self.dropped
+            self._warned_at[why] = now
+            new = self._dropped_by[why] - self._warned_dropped.get(why, 0)
+            self._warned_dropped[why] = self._dropped_by[why]
+            total = self.dropped
         log.warning("%d spans dropped (%s); %d in total", new, why, total)
 
 

@@ -243,3 +243,20 @@ def test_http_protobuf_export_reaches_a_real_receiver() -> None:
         ("/v1/traces", "application/x-protobuf")
     }
     assert providers.accounting.exported == 4
+
+
+def test_each_cause_of_dropped_spans_gets_its_own_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A failed export's warning must not silence the queue-full one that follows (the
+    black-holed collector test saw only the first)."""
+    acct = SpanAccounting()
+    with caplog.at_level("WARNING", logger="clauditor.telemetry.setup"):
+        acct.drop(512, "export failed")
+        acct.drop(1, "export queue full")
+        acct.drop(1, "export queue full")  # within the minute: counted, not repeated
+        acct.drop(3, "export failed")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "512 spans dropped (export failed); 512 in total",
+        "1 spans dropped (export queue full); 513 in total",
+    ]
+    assert acct.dropped == 517
