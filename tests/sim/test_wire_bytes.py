@@ -25,9 +25,11 @@ from typing import Any
 
 import pytest
 
-from clauditor.testing import fake_upstream as ids_module
-from clauditor.testing.client import SyntheticSession
-from clauditor.testing.fake_upstream import FakeUpstream, Reply, ToolCall, render_reply
+from clauditor.sim import ids as ids_module
+from clauditor.sim.claude import SyntheticSession
+from clauditor.sim.replies import Reply, ToolCall
+from clauditor.sim.server import FakeUpstream
+from clauditor.sim.wire import render_reply
 
 pytestmark = pytest.mark.timeout(20)
 
