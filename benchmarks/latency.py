@@ -48,8 +48,8 @@ from benchmarks.workload import (
 from clauditor.envoy.admin import AdminClient, announced_socket
 from clauditor.envoy.config import EnvoySettings, Upstream, render
 from clauditor.netaddr import HostPort, free_port
+from clauditor.sim.claude import SyntheticSession
 from clauditor.supervisor import find_envoy
-from clauditor.testing.client import SyntheticSession
 
 HOST = "127.0.0.1"
 MAX_CHUNKS = 100_000  # per response; a 2,000-event stream has ~2,000

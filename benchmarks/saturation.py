@@ -52,7 +52,7 @@ from benchmarks.workload import (
 )
 from clauditor.envoy.admin import AdminClient, announced_socket
 from clauditor.netaddr import free_port
-from clauditor.testing.client import SyntheticSession
+from clauditor.sim.claude import SyntheticSession
 
 HOST = "127.0.0.1"
 MIX = (Shape(200_000, 200), Shape(500_000, 300), Shape(1_000_000, 300), Shape(2_000_000, 400))

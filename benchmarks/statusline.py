@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from clauditor.netaddr import free_port  # noqa: E402
+from clauditor.sim.replies import Reply  # noqa: E402
+from clauditor.sim.server import FakeUpstream  # noqa: E402
 from clauditor.statusline import line_for  # noqa: E402
-from clauditor.testing.fake_upstream import FakeUpstream, Reply  # noqa: E402
 from tests.integration.stack import Stack, settled_detail, start_stack  # noqa: E402
 
 CAPTURE = ROOT / "tests" / "fixtures" / "claude-code-2.1.332" / "statusline"

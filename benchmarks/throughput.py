@@ -51,8 +51,9 @@ from benchmarks.workload import (
 )
 from clauditor.netaddr import HostPort, free_port
 from clauditor.parsing.response import ResponseParser
-from clauditor.testing.client import SyntheticSession
-from clauditor.testing.fake_upstream import FakeUpstream, Reply, ToolCall
+from clauditor.sim.claude import SyntheticSession
+from clauditor.sim.replies import Reply, ToolCall
+from clauditor.sim.server import FakeUpstream
 from clauditor.wire import protocol as pb
 
 HOST = "127.0.0.1"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.latency import FULL_MIX, HOST, Sample, Stack, Target, exchange
 from benchmarks.workload import Body, Shape, build_body, percentile, print_header, table
-from clauditor.testing.client import SyntheticSession
+from clauditor.sim.claude import SyntheticSession
 
 SETUPS = ("a", "b", "b2", "c")
 EVENTS = 10  # per response: the first byte is what is measured

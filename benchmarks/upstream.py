@@ -14,7 +14,9 @@ import signal
 import sys
 from typing import Any
 
-from clauditor.testing.fake_upstream import Exchange, FakeUpstream, Reply, parse_directives
+from clauditor.sim.exchange import Exchange
+from clauditor.sim.replies import Reply, parse_directives
+from clauditor.sim.server import FakeUpstream
 
 # message_start, ping, content_block_start, content_block_stop, message_delta, message_stop
 FRAME_EVENTS = 6

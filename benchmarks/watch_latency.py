@@ -34,7 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clauditor.testing.client import SyntheticSession  # noqa: E402
+from clauditor.sim.claude import SyntheticSession  # noqa: E402
 from clauditor.watch.client import parse_sse  # noqa: E402
 from tests.integration.stack import start_stack  # noqa: E402
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from clauditor.testing.client import SyntheticSession
+from clauditor.sim.claude import SyntheticSession
 
 NONCE = b"NONCE-000000000000"  # replaced per request, so no two requests are byte-identical
 _CODE = (

@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 
 from clauditor.envoy.config import Upstream
+from clauditor.sim.claude import SyntheticSession, run_demo_sessions
+from clauditor.sim.server import FakeUpstream
 from clauditor.supervisor import Supervisor, UpConfig
-from clauditor.testing.client import SyntheticSession, run_demo_sessions
-from clauditor.testing.fake_upstream import FakeUpstream
 
 # The live sessions: (project directory, first prompt).
 LIVE = (

@@ -4,7 +4,7 @@
     python scripts/capture_claude_code.py --claude PATH --out tests/fixtures/claude-code-X.Y.Z --all
     python scripts/capture_claude_code.py --claude PATH --out DIR retry_529 fallback_model
 
-For each scenario (clauditor/testing/claude_scenarios.py, the list the compatibility suite
+For each scenario (clauditor/sim/scenarios.py, the list the compatibility suite
 runs) it starts the fake Anthropic upstream on 127.0.0.1, runs the CLI against it with a
 throwaway HOME (print mode, or the TUI under a private tmux server), and writes
 
@@ -30,9 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from clauditor.testing.claude_cli import FAKE_KEY, cli_version, records_of
-from clauditor.testing.claude_scenarios import SCENARIOS, Outcome, run_scenario
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.claude_cli import FAKE_KEY, cli_version
+from clauditor.sim.records import records_of
+from clauditor.sim.scenarios import SCENARIOS, Outcome, run_scenario
+from clauditor.sim.server import FakeUpstream
 
 STATE_KEYS = ("lastSessionId", "lastCost", "lastModelUsage", "lastVersionBase")
 

@@ -11,7 +11,7 @@ then one the fake answers with another model than requested (`[[fake:model ...]]
 
 - `<out>/payloads.jsonl`: every payload Claude Code piped, in order;
 - `<out>/requests.jsonl`: the requests it sent meanwhile (the fixture-line format of
-  clauditor.testing.claude_cli.record_of: headers, body, the reply the fake gave);
+  clauditor.sim.records.record_of: headers, body, the reply the fake gave);
 - `<out>/screen.txt`: the TUI after the second reply, the marker line in its footer.
 
 Machine-specific paths are replaced by stable placeholders (the throwaway HOME by
@@ -30,8 +30,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clauditor.testing.claude_cli import PROMPT_MARK, ClaudeHome, Tmux, poll, records_of
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.claude_cli import PROMPT_MARK, ClaudeHome, Tmux, poll
+from clauditor.sim.records import records_of
+from clauditor.sim.server import FakeUpstream
 
 PROMPTS = ("Say hello", "Again please [[fake:model claude-sonnet-5-5]]")
 HOME, PROJECT = "/home/dev", "/home/dev/project"

@@ -40,14 +40,18 @@ def _lint(cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_the_package_keeps_its_import_contracts() -> None:
     run = _lint(ROOT)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert "Contracts: 2 kept, 0 broken." in run.stdout
+    assert "Contracts: 3 kept, 0 broken." in run.stdout
 
 
-def test_an_import_against_the_flow_breaks_the_contract(tmp_path: Path) -> None:
+def _copy(tmp_path: Path) -> None:
     shutil.copytree(
         ROOT / "clauditor", tmp_path / "clauditor", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+
+
+def test_an_import_against_the_flow_breaks_the_contract(tmp_path: Path) -> None:
+    _copy(tmp_path)
     # The parser reaching up into the tracker, and into the clock.
     (tmp_path / "clauditor" / "parsing" / "shortcut.py").write_text(
         "from clauditor.sessions.tracker import SessionTracker\n"
@@ -57,4 +61,21 @@ def test_an_import_against_the_flow_breaks_the_contract(tmp_path: Path) -> None:
     assert run.returncode == 1, run.stdout[-3000:]
     assert "clauditor.parsing is not allowed to import clauditor.sessions" in run.stdout
     assert "clauditor.parsing.shortcut -> clauditor.clock" in run.stdout
-    assert "Contracts: 0 kept, 2 broken." in run.stdout
+    assert "Contracts: 1 kept, 2 broken." in run.stdout
+
+
+def test_the_simulator_reusing_the_parsers_breaks_the_contract(tmp_path: Path) -> None:
+    _copy(tmp_path)
+    # The fake's client reading responses with the parsers it is the oracle for; and the
+    # product reaching down into the simulator.
+    (tmp_path / "clauditor" / "sim" / "shortcut.py").write_text(
+        "from clauditor.parsing.sse import SSEDecoder\n"
+    )
+    (tmp_path / "clauditor" / "api" / "shortcut.py").write_text(
+        "from clauditor.sim.server import FakeUpstream\n"
+    )
+    run = _lint(tmp_path)
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "clauditor.sim.shortcut -> clauditor.parsing.sse" in run.stdout
+    assert "clauditor.api is not allowed to import clauditor.sim" in run.stdout
+    assert "Contracts: 1 kept, 2 broken." in run.stdout

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clauditor.testing.claude_scenarios import SCENARIOS, Scenario
+from clauditor.sim.scenarios import SCENARIOS, Scenario
 from tests.compat.check import Expect
 from tests.compat.truth import (
     Truth,

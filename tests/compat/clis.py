@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from clauditor.testing.claude_cli import cli_version
+from clauditor.sim.claude_cli import cli_version
 
 CATALOG = Path(__file__).resolve().parents[2] / "clauditor" / "data" / "claude_code.json"
 

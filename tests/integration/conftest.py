@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.server import FakeUpstream
 from tests.compat.clis import Cli, configured, usable
 from tests.integration.stack import Stack, start_stack
 

@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from clauditor.netaddr import free_port
-from clauditor.testing.client import SyntheticSession, TurnResult
-from clauditor.testing.fake_upstream import FakeUpstream, Reply
+from clauditor.sim.claude import SyntheticSession, TurnResult
+from clauditor.sim.replies import Reply
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import wait_until
 from tests.integration.stack import Stack
 

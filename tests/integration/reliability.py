@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clauditor.testing.client import SyntheticSession, TurnResult
+from clauditor.sim.claude import SyntheticSession, TurnResult
 from tests.helpers import wait_until
 from tests.integration.stack import Stack
 

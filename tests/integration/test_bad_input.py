@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clauditor.testing.fake_upstream import FakeUpstream, Reply
+from clauditor.sim.replies import Reply
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import body_bytes, fixture_posts, wait_until
 from tests.integration.stack import Stack
 

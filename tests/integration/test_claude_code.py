@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from clauditor.testing.claude_cli import FAKE_KEY, ClaudeHome, run_print
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.claude_cli import FAKE_KEY, ClaudeHome, run_print
+from clauditor.sim.server import FakeUpstream
 from tests.compat.clis import Cli
 from tests.helpers import wait_until
 from tests.integration.stack import Stack

@@ -1,4 +1,4 @@
-"""The compatibility matrix: every scenario (clauditor/testing/claude_scenarios.py) with the
+"""The compatibility matrix: every scenario (clauditor/sim/scenarios.py) with the
 real Claude Code CLI of every configured version, through `clauditor up` (real Envoy, real
 core) against the fake upstream, compared with what Claude Code itself reports.
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from clauditor.testing.claude_cli import records_of
-from clauditor.testing.claude_scenarios import SCENARIOS, Outcome, run_scenario
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.records import records_of
+from clauditor.sim.scenarios import SCENARIOS, Outcome, run_scenario
+from clauditor.sim.server import FakeUpstream
 from tests.compat.captures import DOC_WINDOWS, prompt_texts
 from tests.compat.check import Expect, compare
 from tests.compat.clis import Cli

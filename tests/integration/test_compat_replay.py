@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from clauditor.testing.claude_cli import records_of
-from clauditor.testing.fake_upstream import FakeUpstream, Reply
+from clauditor.sim.records import records_of
+from clauditor.sim.replies import Reply
+from clauditor.sim.server import FakeUpstream
 from tests.compat.captures import capture_ids, load
 from tests.compat.check import compare
 from tests.compat.truth import session_of, wire_of

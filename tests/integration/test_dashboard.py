@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import wait_until
 from tests.integration.prometheus import (
     SCRAPE_SECONDS,

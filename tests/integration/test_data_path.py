@@ -11,8 +11,8 @@ import pytest
 
 from clauditor.parsing.fold import fold_message_json
 from clauditor.parsing.response import ResponseParser
-from clauditor.testing.client import SyntheticSession
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.claude import SyntheticSession
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import fixture_posts, wait_until
 from tests.integration.stack import Stack
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from clauditor.sim.server import FakeUpstream
 from clauditor.store.schema import SCHEMA_VERSION
-from clauditor.testing.fake_upstream import FakeUpstream
 from tests.helpers import fixture_posts, wait_until
 from tests.integration.reliability import PacedSession, integrity, stored_counts
 from tests.integration.stack import Stack, start_stack

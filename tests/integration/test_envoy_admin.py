@@ -15,7 +15,7 @@ import pytest
 
 from clauditor.envoy.admin import AdminClient
 from clauditor.netaddr import free_port
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import fixture_posts, wait_until
 from tests.integration.reliability import bound_sockets, children
 from tests.integration.stack import Stack, start_stack

@@ -13,7 +13,8 @@ import uuid
 import httpx
 import pytest
 
-from clauditor.testing.fake_upstream import FakeUpstream, Reply, ToolCall
+from clauditor.sim.replies import Reply, ToolCall
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import body_bytes, fixture_posts, headers_of, wait_until
 from tests.integration.reliability import wait_stored
 from tests.integration.stack import Stack, recorded_headers

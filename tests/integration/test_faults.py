@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from clauditor.testing.client import TurnResult
-from clauditor.testing.fake_upstream import FakeUpstream, Reply
+from clauditor.sim.claude import TurnResult
+from clauditor.sim.replies import Reply
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import wait_until
 from tests.integration.otlp_receiver import Receiver, Span, otlp_receiver
 from tests.integration.reliability import (

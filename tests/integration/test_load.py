@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import wait_until
 from tests.integration.otlp_receiver import Receiver, Span, otlp_receiver
 from tests.integration.reliability import PacedSession, integrity, otlp_env, wait_settled

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from clauditor.sim.server import FakeUpstream
 from clauditor.telemetry import names as n
-from clauditor.testing.fake_upstream import FakeUpstream
 from tests.helpers import wait_until
 from tests.integration.prometheus import (
     budget_supported,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from clauditor.testing.claude_cli import FAKE_KEY, ClaudeHome
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.claude_cli import FAKE_KEY, ClaudeHome
+from clauditor.sim.server import FakeUpstream
 from clauditor.watch.jump import jump
 from tests.compat.clis import Cli, configured, usable
 from tests.helpers import wait_until

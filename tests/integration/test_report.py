@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from clauditor.testing.fake_upstream import FakeUpstream, Reply, ToolCall
+from clauditor.sim.replies import Reply, ToolCall
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import fixture_posts, headers_of
 from tests.integration.stack import Stack, settled_detail
 

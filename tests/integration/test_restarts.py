@@ -25,7 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clauditor.testing.fake_upstream import FakeUpstream, Reply
+from clauditor.sim.replies import Reply
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import fixture_posts, wait_until
 from tests.integration.reliability import PacedSession, wait_settled
 from tests.integration.stack import Stack, recorded_headers, start_stack

@@ -20,8 +20,9 @@ from urllib.parse import quote
 
 import pytest
 
-from clauditor.testing.client import SyntheticSession
-from clauditor.testing.fake_upstream import FakeUpstream, Reply
+from clauditor.sim.claude import SyntheticSession
+from clauditor.sim.replies import Reply
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import wait_until
 from tests.integration.otlp_receiver import Receiver, otlp_receiver
 from tests.integration.reliability import WatchRecorder, otlp_env, wait_settled

@@ -30,8 +30,8 @@ from click.testing import CliRunner
 from clauditor.cli import main
 from clauditor.envoy.admin import AdminSocket, parse_admin
 from clauditor.netaddr import HostPort
-from clauditor.testing.client import API_KEY
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.claude import API_KEY
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import fixture_posts, wait_until
 from tests.integration.otlp_receiver import Receiver, otlp_receiver
 from tests.integration.reliability import (

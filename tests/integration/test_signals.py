@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from clauditor.sim.claude import SyntheticSession
+from clauditor.sim.replies import Reply
+from clauditor.sim.server import FakeUpstream
 from clauditor.store.rows import parse_iso
-from clauditor.testing.client import SyntheticSession
-from clauditor.testing.fake_upstream import FakeUpstream, Reply
 from tests.integration.stack import Stack, start_stack
 from tests.signals.scenario import usage
 from tests.signals.test_quota import WARNING

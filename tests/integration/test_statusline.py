@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clauditor.testing.claude_cli import ClaudeHome
-from clauditor.testing.fake_upstream import FakeUpstream, Reply
+from clauditor.sim.claude_cli import ClaudeHome
+from clauditor.sim.replies import Reply
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import wait_until
 from tests.integration.stack import Stack, settled_detail, start_stack
 from tests.integration.test_needs_you_claude_code import PROMPT_BOX, claude_332

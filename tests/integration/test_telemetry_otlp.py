@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from clauditor.testing.client import SyntheticSession, TurnResult
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.claude import SyntheticSession, TurnResult
+from clauditor.sim.server import FakeUpstream
 from tests.compat.clis import Cli
 from tests.helpers import wait_until
 from tests.integration.otlp_receiver import Receiver, Span, otlp_receiver
@@ -267,7 +267,7 @@ def test_real_claude_code_turn_time_agrees_in_api_and_span(
     """Issue 14's "done when" on the real CLI: one turn with a slow tool (`sleep 2`) and a
     foreground subagent; the API's turn and its invoke_agent span say where the time went,
     the same way, and the parts add up to the turn."""
-    from clauditor.testing.claude_scenarios import AGENT
+    from clauditor.sim.scenarios import AGENT
     from tests.integration.test_claude_code import run_claude
 
     sleep = '[[fake:tool Bash {"command": "sleep 2", "description": "Wait two seconds"}]]'

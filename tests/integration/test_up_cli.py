@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from clauditor.netaddr import HostPort, free_port, port_in_use
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.server import FakeUpstream
 from tests.helpers import fixture_posts, wait_until
 from tests.integration.stack import start_stack
 

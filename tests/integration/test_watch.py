@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from clauditor.netaddr import free_port
-from clauditor.testing.client import SyntheticSession
+from clauditor.sim.claude import SyntheticSession
 from clauditor.watch.client import Backoff, WatchClient
 from clauditor.watch.state import parse_ts
 from tests.helpers import wait_until

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.server import FakeUpstream
 from tests.compat.clis import Cli
 from tests.integration.stack import Stack
 from tests.integration.test_claude_code import run_claude

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clauditor.testing.client import SyntheticSession
+from clauditor.sim.claude import SyntheticSession
 from tests.helpers import wait_until
 from tests.integration.stack import Stack
 

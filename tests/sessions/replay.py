@@ -19,7 +19,8 @@ from clauditor.parsing.fold import MessageResult, fold_message_json
 from clauditor.parsing.request import parse_request
 from clauditor.parsing.response import ResponseParser
 from clauditor.sessions.tracker import SessionTracker
-from clauditor.testing.fake_upstream import Reply, render_reply
+from clauditor.sim.replies import Reply
+from clauditor.sim.wire import render_reply
 from tests.helpers import body_bytes, headers_of
 
 

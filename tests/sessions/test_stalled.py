@@ -8,7 +8,8 @@ from clauditor.domain.events import DomainEvent, StreamProgress
 from clauditor.domain.interpreter import PROGRESS_SECONDS, Interpreter
 from clauditor.sessions.alerts import Alert, AlertEngine
 from clauditor.sessions.tracker import SessionTracker
-from clauditor.testing.fake_upstream import Reply, render_reply
+from clauditor.sim.replies import Reply
+from clauditor.sim.wire import render_reply
 from tests.helpers import body_bytes, fixture_posts
 
 RECORD = fixture_posts("a_plain_text")[0]

@@ -13,7 +13,8 @@ from clauditor.domain.events import DomainEvent, ExchangeFinished, RequestParsed
 from clauditor.domain.interpreter import Interpreter
 from clauditor.sessions.alerts import AlertEngine
 from clauditor.sessions.tracker import SessionTracker
-from clauditor.testing.fake_upstream import Reply, render_reply
+from clauditor.sim.replies import Reply
+from clauditor.sim.wire import render_reply
 from tests.helpers import body_bytes, fixture_posts
 
 # k2: an interactive session; records 1 and 2 are two main-thread prompts of it.

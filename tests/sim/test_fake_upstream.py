@@ -14,7 +14,8 @@ import pytest
 
 from clauditor.parsing.fold import MessageResult, StreamFold, fold_message_json
 from clauditor.parsing.sse import SSEDecoder, SSEEvent
-from clauditor.testing.fake_upstream import FakeUpstream, Reply, ToolCall, parse_directives
+from clauditor.sim.replies import Reply, ToolCall, parse_directives
+from clauditor.sim.server import FakeUpstream
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -706,7 +707,7 @@ async def test_reply_from_record_sse_error_and_error_status(fake: FakeUpstream) 
 
 @pytest.mark.parametrize("kind", ["tool_use", "sse_error"])
 def test_render_reply_matches_the_wire(kind: str) -> None:
-    from clauditor.testing.fake_upstream import render_reply
+    from clauditor.sim.wire import render_reply
 
     recorded = {**RECORDED, "kind": kind, "sse_error_after_events": 2}
     status, ctype, body = render_reply(Reply.from_record(recorded), "x", stream=True)

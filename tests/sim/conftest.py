@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from clauditor.testing.fake_upstream import FakeUpstream
+from clauditor.sim.server import FakeUpstream
 
 
 @pytest.fixture

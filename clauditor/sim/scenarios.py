@@ -1,6 +1,6 @@
 """The Claude Code scenarios of the compatibility suite, shared by the tests and the capture
 script (`scripts/capture_claude_code.py`): what to type, in which runs of one session, and
-what the fake upstream is asked to do (`[[fake:...]]` directives, see fake_upstream).
+what the fake upstream is asked to do (`[[fake:...]]` directives, see clauditor.sim.replies).
 
 Each scenario says how many prompts the user typed (`prompts`; a `/compact` is a command,
 counted in `compactions`): the `turns` clauditor must count, whatever Claude Code sends
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from clauditor.testing.claude_cli import (
+from clauditor.sim.claude_cli import (
     ClaudeHome,
     InteractiveRun,
     PrintRun,

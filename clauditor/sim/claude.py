@@ -7,8 +7,8 @@ messages echoed exactly as streamed, tool_result rounds, byte-identical resends 
 the non-streaming resend after a mid-stream SSE error. Prose (system prompt, tool
 descriptions) is short synthetic filler; `pad_bytes` inflates the system prompt.
 
-Responses are read with clauditor.parsing (SSEDecoder + StreamFold); the content blocks to
-echo back are rebuilt from the decoded events, because the fold only keeps a summary.
+Responses are read by clauditor.sim.reading (the simulator's own reader, never
+clauditor.parsing): the content blocks to echo back, the text, usage and tool calls.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from typing import Any
 
 import httpx
 
-from clauditor.parsing.fold import MessageResult, StreamFold, ToolUse, Usage, fold_message_json
-from clauditor.parsing.sse import SSEDecoder, SSEEvent
-from clauditor.testing.http1 import OrderedHeadersTransport
+from clauditor.sim.reading import EventReader, MessageReader, Received, Usage, read_unary
+from clauditor.sim.transport import OrderedHeadersTransport
 
 __all__ = [
     "API_KEY",
@@ -195,7 +194,7 @@ class TurnResult:
     received: list[bytes] = field(default_factory=list)  # decoded body bytes per request
     # Extensions:
     request_ids: list[str] = field(default_factory=list)
-    results: list[MessageResult] = field(default_factory=list)  # folded, one per request
+    results: list[Received] = field(default_factory=list)  # as read, one per request
     tool_use_ids: list[str] = field(default_factory=list)
 
     @property
@@ -215,52 +214,12 @@ class _Response:
     status: int
     raw: bytes
     request_id: str
-    result: MessageResult
-    content: list[dict[str, Any]]
+    result: Received
     transport_error: bool = False
 
-
-class _ContentAssembler:
-    """The assistant content blocks, as streamed, rebuilt from decoded SSE events."""
-
-    def __init__(self) -> None:
-        self._blocks: dict[int, dict[str, Any]] = {}
-
-    def feed(self, ev: SSEEvent) -> None:
-        if ev.event not in ("content_block_start", "content_block_delta"):
-            return
-        try:
-            obj = json.loads(ev.data)
-        except ValueError:
-            return
-        idx = obj.get("index")
-        if not isinstance(idx, int):
-            return
-        if ev.event == "content_block_start" and isinstance(obj.get("content_block"), dict):
-            self._blocks[idx] = dict(obj["content_block"])
-            return
-        block, delta = self._blocks.get(idx), obj.get("delta")
-        if block is None or not isinstance(delta, dict):
-            return
-        kind = delta.get("type")
-        if kind == "text_delta":
-            block["text"] = block.get("text", "") + str(delta.get("text", ""))
-        elif kind == "thinking_delta":
-            block["thinking"] = block.get("thinking", "") + str(delta.get("thinking", ""))
-        elif kind == "signature_delta":
-            block["signature"] = str(delta.get("signature", ""))
-
-    def blocks(self, tool_uses: list[ToolUse]) -> list[dict[str, Any]]:
-        inputs = {t.id: t.input for t in tool_uses}  # parsed by the fold
-        out = []
-        for idx in sorted(self._blocks):
-            block = self._blocks[idx]
-            if block.get("type") == "fallback":
-                continue  # a server-side marker, not conversation content
-            if block.get("type") == "tool_use":
-                block["input"] = inputs.get(block.get("id", "")) or {}
-            out.append(block)
-        return out
+    @property
+    def content(self) -> list[dict[str, Any]]:
+        return self.result.content
 
 
 class SyntheticSession:
@@ -632,8 +591,7 @@ class SyntheticSession:
         raw = bytearray()
         status = 0
         request_id = ""
-        result = MessageResult()
-        content: list[dict[str, Any]] = []
+        result = Received()
         broken = False
         try:
             resp = await self._client.send(request, stream=True)
@@ -646,20 +604,17 @@ class SyntheticSession:
             is_sse = resp.headers.get("content-type", "").startswith("text/event-stream")
             try:
                 if is_sse:
-                    decoder, fold, asm = SSEDecoder(), StreamFold(), _ContentAssembler()
+                    events, message = EventReader(), MessageReader()
                     try:
                         async for chunk in resp.aiter_bytes():
                             raw += chunk
-                            for ev in decoder.feed(chunk):
-                                fold.feed(ev)
-                                asm.feed(ev)
+                            for name, payload in events.feed(chunk):
+                                message.feed(name, payload)
                     except (httpx.TransportError, httpx.DecodingError):
                         broken = True
-                    for ev in decoder.flush():
-                        fold.feed(ev)
-                        asm.feed(ev)
-                    result = fold.result
-                    content = asm.blocks(result.tool_uses)
+                    for name, payload in events.flush():
+                        message.feed(name, payload)
+                    result = message.result()
                 else:
                     try:
                         raw += await resp.aread()
@@ -668,13 +623,7 @@ class SyntheticSession:
                     obj: Any = None
                     with contextlib.suppress(ValueError):
                         obj = json.loads(raw)
-                    result = fold_message_json(obj)
-                    if isinstance(obj, dict) and isinstance(obj.get("content"), list):
-                        content = [
-                            b
-                            for b in obj["content"]
-                            if isinstance(b, dict) and b.get("type") != "fallback"
-                        ]
+                    result = read_unary(obj)
             finally:
                 await resp.aclose()
         out.requests += 1
@@ -682,7 +631,7 @@ class SyntheticSession:
         out.received.append(bytes(raw))
         out.request_ids.append(request_id)
         out.results.append(result)
-        return _Response(status, bytes(raw), request_id, result, content, transport_error=broken)
+        return _Response(status, bytes(raw), request_id, result, transport_error=broken)
 
 
 async def run_demo_sessions(

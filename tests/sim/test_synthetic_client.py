@@ -13,14 +13,11 @@ import pytest
 
 from clauditor.parsing.fold import StreamFold, ToolUse
 from clauditor.parsing.sse import SSEDecoder
-from clauditor.testing.client import (
-    API_KEY,
-    DEVICE_ID,
-    SyntheticSession,
-    run_demo_sessions,
-)
-from clauditor.testing.fake_upstream import Exchange, FakeUpstream, Reply
-from clauditor.testing.http1 import OrderedHeadersTransport
+from clauditor.sim.claude import API_KEY, DEVICE_ID, SyntheticSession, run_demo_sessions
+from clauditor.sim.exchange import Exchange
+from clauditor.sim.replies import Reply
+from clauditor.sim.server import FakeUpstream
+from clauditor.sim.transport import OrderedHeadersTransport
 
 pytestmark = pytest.mark.timeout(15)
 
