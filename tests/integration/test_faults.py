@@ -452,8 +452,7 @@ def _first(loop: asyncio.AbstractEventLoop, stack: Stack) -> PacedSession:
 
     loop.run_until_complete(first())
     stack.session_when(session.session_id, turns=1, requests=2, in_flight=0)
-    time.sleep(0.8)  # flushed
-    assert session.session_id in stored_counts(stack.db)
+    wait_until(lambda: session.session_id in stored_counts(stack.db), timeout=10)
     return session
 
 

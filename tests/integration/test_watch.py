@@ -261,16 +261,30 @@ def test_plain_output_when_not_a_tty(stack: Stack) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         wait_until(lambda: watch_stats(stack)["subscribers"] == 1)
         drive(stack, {"90000000-0000-4000-8000-000000000009": [f"plain {BASH}"]})
-        wait_until(lambda: watch_stats(stack)["published"] >= 10)
-        time.sleep(0.5)
+        # Printed, not only published: the turn's end is the last line this test reads.
+        wait_until(lambda: any(" turn_end " in line for line in lines), timeout=15)
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+        reader.join(timeout=5)  # the rest of stdout, to its end
+        assert proc.stderr is not None
+        with proc.stderr:
+            err = proc.stderr.read()
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert proc.returncode == 0, err
-    lines = out.splitlines()
     assert lines[0].split()[1:3] == ["-", "hello"]
     assert any(" 90000000 tool_use       Bash ls -la /tmp" in line for line in lines)
     assert any(" turn_end " in line and "completed" in line for line in lines)
