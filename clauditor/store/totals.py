@@ -17,11 +17,12 @@ from typing import Any
 
 import sqlite_utils
 
-from clauditor.clock import iso
+from clauditor.clock import iso, parse_iso
+from clauditor.money import usd
 from clauditor.sessions.models import TokenCounts
 from clauditor.sessions.signals.errors import error_category
 from clauditor.sessions.signals.prices import COST_CLASSES
-from clauditor.store.rows import class_api, parse_iso
+from clauditor.store.rows import class_api
 
 PERIODS = ("today", "week", "month")
 
@@ -57,7 +58,7 @@ def _priced_total(cost: float | None, priced: int, unpriced: int) -> float | Non
     (unknown stays unknown, never 0.0); 0.0 when nothing was spent at all."""
     if cost is None:
         return None if unpriced and not priced else 0.0
-    return round(cost, 6)
+    return usd(cost)
 
 
 def _priced_classes(t: dict[str, Any]) -> dict[str, float] | None:
@@ -130,7 +131,7 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
         "cost_usd": _priced_total(t["cost_usd"], t["priced_requests"], t["unpriced_requests"]),
         "cost_by_class": _priced_classes(t),
         "unpriced_requests": t["unpriced_requests"],
-        "aborted_cost_usd": round(t["aborted_cost_usd"], 6),
+        "aborted_cost_usd": usd(t["aborted_cost_usd"]),
         "cost_by_day_usd": daily,
         "cache_hit_ratio": t["cache_read_tokens"] / context if context else None,
         "cache_statuses": statuses,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clauditor.store.rows import parse_iso
+from clauditor.clock import parse_iso
 from clauditor.testing.client import SyntheticSession
 from clauditor.testing.fake_upstream import FakeUpstream, Reply
 from tests.integration.stack import Stack, start_stack
