@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -21,7 +20,7 @@ import pytest
 from clauditor.clock import parse_iso
 from clauditor.netaddr import free_port
 from clauditor.testing.client import SyntheticSession
-from clauditor.watch.client import Backoff, WatchClient
+from clauditor.watch.client import Backoff, WatchClient, parse_sse
 from tests.helpers import wait_until
 from tests.integration.stack import Stack
 
@@ -304,6 +303,6 @@ def test_sse_wire_format(stack: Stack) -> None:
     assert b"content-type: text/event-stream" in head.lower()
     assert b"cache-control: no-cache" in head.lower()
     assert body.count(b": ping\n\n") >= 2
-    frames = [line for line in body.split(b"\r\n") if line.startswith(b"data: ")]
-    hello = json.loads(frames[0].split(b"\n\n")[0][len(b"data: ") :])
+    # Chunk-size lines have no colon: the SSE reader ignores them like any unknown field.
+    hello = next(parse_sse(body.decode().replace("\r\n", "\n").split("\n")))
     assert (hello["type"], hello["session_id"]) == ("hello", None)
