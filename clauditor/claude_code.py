@@ -51,6 +51,13 @@ _AGENT_ID = re.compile(r"agentId:\s*([A-Za-z0-9_-]{4,64})")
 # The subagent tool: "Agent" on the wire (stream-json and older versions call it "Task").
 AGENT_TOOLS = frozenset({"Agent", "Task"})
 FILE_TOOLS = frozenset({"Read", "Edit", "MultiEdit", "Write", "NotebookEdit", "NotebookRead"})
+# The tools whose input summary recall indexes as a path a session touched (the store's
+# SQL binds them in this order).
+PATH_TOOLS = ("Read", "Edit", "Write", "MultiEdit", "NotebookEdit")
+BASH_TOOL = "Bash"
+SEARCH_TOOLS = frozenset({"Grep", "Glob"})  # input: a pattern and a path
+WEB_FETCH_TOOL = "WebFetch"
+WEB_SEARCH_TOOL = "WebSearch"
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 

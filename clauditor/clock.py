@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Protocol, overload
+from typing import Any, Protocol, overload
 
 
 class Clock(Protocol):
@@ -61,3 +61,20 @@ def iso(ts: float | None) -> str | None:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+def parse_iso(text: Any) -> float | None:
+    """An ISO 8601 timestamp (``Z`` or an offset; naive means UTC) → epoch seconds.
+
+    The inverse of ``iso``, for the store's rows, /watch's events and HTTP headers:
+    None when absent, not a string or malformed, so a bad field never breaks a reader.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()

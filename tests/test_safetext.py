@@ -8,6 +8,7 @@ from clauditor.api.responses import SafeJSONResponse
 from clauditor.broadcast.hub import WatchEvent
 from clauditor.safetext import has_surrogates, scrub, scrub_text, utf8_json
 from clauditor.telemetry.metrics import LabelGuard
+from clauditor.watch.client import parse_sse
 
 
 def test_scrub_text_replaces_lone_surrogates_and_keeps_the_rest() -> None:
@@ -32,7 +33,7 @@ def test_api_responses_and_watch_frames_survive_a_surrogate() -> None:
     body = SafeJSONResponse({"first_prompt": "hi \ud800"}).body
     assert json.loads(body) == {"first_prompt": "hi \ufffd"}
     event = WatchEvent(1, "session_start", "s", 0.0, {"prompt": "hi \udfff"})
-    assert json.loads(event.wire()[len(b"data: ") :]) == {"prompt": "hi \ufffd"}
+    assert list(parse_sse(event.wire().decode().split("\n"))) == [{"prompt": "hi \ufffd"}]
 
 
 def test_metric_labels_are_scrubbed() -> None:

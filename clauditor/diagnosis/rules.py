@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from clauditor.claude_code import AGENT_TOOLS
+from clauditor.money import USD_BRIEF_PLACES, usd
 
 Severity = Literal["info", "warning", "critical"]
 Row = dict[str, Any]
@@ -60,7 +61,7 @@ def cache_miss_ttl(s: SessionRows) -> Finding | None:
     misses = [r for r in s.requests if r.get("cache_status") == "miss_ttl"]
     if not misses:
         return None
-    waste = round(sum(r.get("cache_miss_waste_usd") or 0.0 for r in misses), 4)
+    waste = usd(sum(r.get("cache_miss_waste_usd") or 0.0 for r in misses), USD_BRIEF_PLACES)
     return Finding(
         "cache_miss_ttl",
         "warning",
@@ -268,7 +269,7 @@ def runaway_cost(s: SessionRows) -> Finding | None:
         "warning",
         f"This session cost about ${total:.2f} (an estimate from list prices)"
         + (f"; {len(dear)} turn(s) cost over ${RUNAWAY_TURN_USD:.0f} each." if dear else "."),
-        {"cost_usd": round(total, 4), "turns": _turns_of(dear)},
+        {"cost_usd": usd(total, USD_BRIEF_PLACES), "turns": _turns_of(dear)},
         [
             "Long contexts are re-sent every request: compact or start fresh between tasks.",
             "Keep the cache warm (see cache findings); cache reads cost a tenth of input.",

@@ -6,7 +6,14 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from clauditor.claude_code import AGENT_TOOLS, FILE_TOOLS
+from clauditor.claude_code import (
+    AGENT_TOOLS,
+    BASH_TOOL,
+    FILE_TOOLS,
+    SEARCH_TOOLS,
+    WEB_FETCH_TOOL,
+    WEB_SEARCH_TOOL,
+)
 from clauditor.parsing.redact import MARKER_PREFIX, redact
 
 ELLIPSIS = "…"
@@ -158,18 +165,18 @@ def _summary(name: str, d: dict[str, Any]) -> str:
             if _s(d.get(key)):
                 return _s(d.get(key))
         return ""
-    if name == "Bash":
+    if name == BASH_TOOL:
         cmd = d.get("command")
         if not isinstance(cmd, str):
             return ""
         lines = cmd.strip().splitlines()
         return _redact_cap(_fold(lines[0]) if lines else "", BASH_HEAD)
-    if name in ("Grep", "Glob"):
+    if name in SEARCH_TOOLS:
         pattern, path = _s(d.get("pattern")), _s(d.get("path"))
         return f"{pattern} in {path}" if pattern and path else pattern or path
-    if name == "WebFetch":
+    if name == WEB_FETCH_TOOL:
         return _url_head(d["url"]) if isinstance(d.get("url"), str) else ""
-    if name == "WebSearch":
+    if name == WEB_SEARCH_TOOL:
         return _s(d.get("query"))
     if name in AGENT_TOOLS:
         desc, kind = _s(d.get("description")), _s(d.get("subagent_type"))

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clauditor.clock import Clock, iso
+from clauditor.money import usd
 from clauditor.sessions.listener import TrackerListener
 from clauditor.sessions.models import RequestRecord, Session
 from clauditor.sessions.signals.engine import SignalEngine
@@ -202,9 +203,7 @@ class AlertEngine(TrackerListener):
                 sid,
                 f"{_label(session)}'s prompt cache expires in {int(left or 0)} s",
                 expires_at=iso(line.expires_at) if line else None,
-                rebuild_cost_usd=None
-                if line is None or line.rebuild_cost_usd is None
-                else round(line.rebuild_cost_usd, 6),
+                rebuild_cost_usd=None if line is None else usd(line.rebuild_cost_usd),
             )
             # Quiet since its last sign of life: sent, answered (headers), or bytes.
             quiet = [

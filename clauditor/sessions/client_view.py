@@ -14,6 +14,7 @@ from typing import Any
 
 from clauditor.claude_code import statusline_numbers
 from clauditor.clock import iso
+from clauditor.money import usd
 from clauditor.sessions.models import RequestRecord, Session
 
 DRIFT_PCT = 1.0  # a mark past this
@@ -137,7 +138,7 @@ def statusline_view(
         "cache_ttl_seconds": line.ttl_seconds if line else None,
         "cache_left_seconds": round(max(0.0, line.expires_at - now), 1) if line else None,
         "context_fill": signals.context_fill,
-        "cost_usd": None if signals.cost_usd is None else round(signals.cost_usd, 6),
+        "cost_usd": usd(signals.cost_usd),
         "unpriced_requests": signals.unpriced_requests,
         "needs_you_others": needs_you_others,
         "client_drift": sorted(session.client_drift or {}),

@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
 from clauditor.clock import iso
+
+# add_cost is re-exported: the tracker and the signals engine import it from here.
+from clauditor.money import add_cost as add_cost
+from clauditor.money import usd, usd_by_key
 from clauditor.sessions.registry import RegistryEntry
 from clauditor.sessions.timing import Segment, TimePart
 
@@ -31,10 +35,6 @@ def _ms(start: float | None, end: float | None) -> float | None:
     if start is None or end is None:
         return None
     return round((end - start) * 1000.0, 3)
-
-
-def _usd(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
 
 
 @dataclass(slots=True)
@@ -76,13 +76,6 @@ class TokenCounts:
         }
 
 
-def add_cost(total: float | None, usd: float | None) -> float | None:
-    """A running total of priced amounts: None until something was priced."""
-    if usd is None:
-        return total
-    return usd if total is None else total + usd
-
-
 CostByClass = dict[str, float]  # COST_CLASSES -> USD (sessions.signals.prices)
 
 
@@ -98,7 +91,7 @@ def add_classes(total: CostByClass | None, part: CostByClass | None) -> CostByCl
 
 
 def classes_api(value: CostByClass | None) -> dict[str, float] | None:
-    return None if value is None else {k: round(v, 6) for k, v in value.items()}
+    return usd_by_key(value)
 
 
 @dataclass(slots=True)
@@ -149,7 +142,7 @@ class ToolCall:
             "background": self.background,
             "subagent_requests": self.subagent_requests,
             **self.subagent_tokens.as_api("subagent_"),
-            "subagent_cost_usd": _usd(self.subagent_cost_usd),
+            "subagent_cost_usd": usd(self.subagent_cost_usd),
         }
 
 
@@ -172,7 +165,7 @@ def subagent_api(c: ToolCall) -> dict[str, Any]:
         "background": c.background,
         "requests": c.subagent_requests,
         **c.subagent_tokens.as_api(),
-        "cost_usd": _usd(c.subagent_cost_usd),
+        "cost_usd": usd(c.subagent_cost_usd),
         "duration_ms": c.duration_ms,
         "outcome": c.outcome,
     }
@@ -202,14 +195,14 @@ class RequestSignals:
 
     def as_api(self) -> dict[str, Any]:
         return {
-            "cost_usd": _usd(self.cost_usd),
+            "cost_usd": usd(self.cost_usd),
             "cost_by_class": classes_api(self.cost_by_class),
-            "aborted_cost_usd": _usd(self.aborted_cost_usd),
+            "aborted_cost_usd": usd(self.aborted_cost_usd),
             "cache_status": self.cache_status,
             "cache_ttl_seconds": self.cache_ttl_seconds,
             "cache_expires_at": iso(self.cache_expires_at),
-            "cache_rebuild_cost_usd": _usd(self.cache_rebuild_cost_usd),
-            "cache_miss_waste_usd": _usd(self.cache_miss_waste_usd),
+            "cache_rebuild_cost_usd": usd(self.cache_rebuild_cost_usd),
+            "cache_miss_waste_usd": usd(self.cache_miss_waste_usd),
             "context_window_tokens": self.context_window,
             "context_fill": self.context_fill,
             "fallback": self.fallback,
@@ -328,12 +321,12 @@ class SessionSignals:
     def as_api(self, model: str | None) -> dict[str, Any]:
         line = self.main_line(model)
         return {
-            "estimated_cost_usd": _usd(self.cost_usd),
+            "estimated_cost_usd": usd(self.cost_usd),
             "cost_by_class": classes_api(self.cost_by_class),
-            "main_cost_usd": _usd(self.main_cost_usd),
-            "subagent_cost_usd": _usd(self.subagent_cost_usd),
+            "main_cost_usd": usd(self.main_cost_usd),
+            "subagent_cost_usd": usd(self.subagent_cost_usd),
             "unpriced_requests": self.unpriced_requests,
-            "aborted_cost_usd": _usd(self.aborted_cost_usd),
+            "aborted_cost_usd": usd(self.aborted_cost_usd),
             "context_fill": self.context_fill,
             "context_peak": self.context_peak,
             "context_tokens": self.context_tokens,
@@ -343,15 +336,15 @@ class SessionSignals:
             "cache_status": self.cache_status,
             "cache_expires_at": iso(line.expires_at) if line else None,
             "cache_ttl_seconds": line.ttl_seconds if line else None,
-            "cache_rebuild_cost_usd": _usd(line.rebuild_cost_usd) if line else None,
+            "cache_rebuild_cost_usd": usd(line.rebuild_cost_usd) if line else None,
             "cache_statuses": dict(self.cache_statuses),
-            "cache_miss_waste_usd": _usd(self.cache_miss_waste_usd),
+            "cache_miss_waste_usd": usd(self.cache_miss_waste_usd),
             "cache_by_model": {
                 m: {
                     "expires_at": iso(c.expires_at),
                     "ttl_seconds": c.ttl_seconds,
                     "cached_tokens": c.cached_tokens,
-                    "rebuild_cost_usd": _usd(c.rebuild_cost_usd),
+                    "rebuild_cost_usd": usd(c.rebuild_cost_usd),
                 }
                 for (thread, m), c in self.cache_lines.items()
                 if thread == "main"
@@ -533,7 +526,7 @@ class Turn:
             "compaction": self.compaction,
             "trigger": self.trigger,
             **self.tokens.as_api(),
-            "cost_usd": _usd(self.cost_usd),
+            "cost_usd": usd(self.cost_usd),
             "cost_by_class": classes_api(self.cost_by_class),
             "unpriced_requests": self.unpriced_requests,
             "idle_before_ms": self.idle_before_ms,

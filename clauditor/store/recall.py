@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlite_utils
 
-from clauditor.store.rows import parse_iso
+from clauditor.clock import iso, parse_iso
 
 _TERM = re.compile(r"\w+", re.UNICODE)
 # A session loses half its rank every this many days: recent work wins close calls.
@@ -70,8 +69,7 @@ def _search(
     params: dict[str, Any] = {"query": query, "candidates": CANDIDATES}
     since = ""
     if days is not None:
-        cutoff = datetime.fromtimestamp(now, timezone.utc) - timedelta(days=days)
-        params["cutoff"] = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        params["cutoff"] = iso(now - days * 86400.0)
         since = "and s.last_activity_at >= :cutoff"
     found = list(db.query(sql.format(since=since), params))
     # bm25() is lower-is-better and its scale depends on the corpus (in a small history

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
-from clauditor.clock import iso
+from clauditor.clock import iso, parse_iso
+from clauditor.money import usd, usd_by_key
 from clauditor.sessions.models import (
     TTFT_KEPT,
     CostByClass,
@@ -36,7 +36,7 @@ def class_api(row: dict[str, Any]) -> dict[str, float] | None:
     values = {c: row.get(f"cost_{c}_usd") for c in COST_CLASSES}
     if all(v is None for v in values.values()):
         return None
-    return {c: round(v or 0.0, 6) for c, v in values.items()}
+    return usd_by_key({c: v or 0.0 for c, v in values.items()})
 
 
 def time_columns(time: dict[TimePart, float] | None) -> dict[str, float | None]:
@@ -224,16 +224,6 @@ def json_column(text: str | None, default: Any) -> Any:
     return value if isinstance(value, type(default)) else default
 
 
-def _usd(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
-
-
-def parse_iso(value: str | None) -> float | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
 def session_from_row(row: dict[str, Any]) -> Session:
     """Rebuild the counters of a stored session so a resumed session keeps counting."""
     started = parse_iso(row["started_at"]) or 0.0
@@ -393,12 +383,12 @@ def session_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "claude_code_version": row["claude_code_version"],
         # Signals: the stored ones; the live-only views are None here (a session's detail
         # recovers the cache and TTFT ones from its requests: stored_signals).
-        "estimated_cost_usd": _usd(row.get("estimated_cost_usd")),
+        "estimated_cost_usd": usd(row.get("estimated_cost_usd")),
         "cost_by_class": class_api(row),
-        "main_cost_usd": _usd(row.get("main_cost_usd")),
-        "subagent_cost_usd": _usd(row.get("subagent_cost_usd")),
+        "main_cost_usd": usd(row.get("main_cost_usd")),
+        "subagent_cost_usd": usd(row.get("subagent_cost_usd")),
         "unpriced_requests": row.get("unpriced_requests") or 0,
-        "aborted_cost_usd": _usd(row.get("aborted_cost_usd")),
+        "aborted_cost_usd": usd(row.get("aborted_cost_usd")),
         "context_fill": row.get("context_fill"),
         "context_peak": row.get("context_peak"),
         "context_window_tokens": None,
@@ -448,7 +438,7 @@ def stored_signals(requests: list[dict[str, Any]]) -> dict[str, Any]:
         "cache_ttl_seconds": last["cache_ttl_seconds"] if last else None,
         "cache_expires_at": expires,
         "cache_statuses": dict(Counter(r["cache_status"] for r in cached)),
-        "cache_miss_waste_usd": round(sum(waste, 0.0), 6),
+        "cache_miss_waste_usd": usd(sum(waste, 0.0)),
         "errors_by_type": dict(
             Counter(r["error_category"] for r in requests if r["error_category"] is not None)
         ),
@@ -489,14 +479,14 @@ def request_api_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "trace_id": row["trace_id"],
         "parent_tool_use_id": row["parent_tool_use_id"],
         "agent_id": row.get("agent_id"),
-        "cost_usd": _usd(row.get("cost_usd")),
+        "cost_usd": usd(row.get("cost_usd")),
         "cost_by_class": class_api(row),
-        "aborted_cost_usd": _usd(row.get("aborted_cost_usd")),
+        "aborted_cost_usd": usd(row.get("aborted_cost_usd")),
         "cache_status": row.get("cache_status"),
         "cache_ttl_seconds": ttl,
         "cache_expires_at": iso(ended + ttl) if ended is not None and ttl else None,
-        "cache_rebuild_cost_usd": _usd(row.get("cache_rebuild_cost_usd")),
-        "cache_miss_waste_usd": _usd(row.get("cache_miss_waste_usd")),
+        "cache_rebuild_cost_usd": usd(row.get("cache_rebuild_cost_usd")),
+        "cache_miss_waste_usd": usd(row.get("cache_miss_waste_usd")),
         "context_window_tokens": None,
         "context_fill": row.get("context_fill"),
         "fallback": fallback,

@@ -17,11 +17,12 @@ from typing import Any
 
 import sqlite_utils
 
-from clauditor.clock import iso
+from clauditor.clock import iso, parse_iso
+from clauditor.money import usd
 from clauditor.sessions.models import TokenCounts
 from clauditor.sessions.signals.errors import error_category
 from clauditor.sessions.signals.prices import COST_CLASSES
-from clauditor.store.rows import class_api, parse_iso
+from clauditor.store.rows import class_api
 
 PERIODS = ("today", "week", "month")
 
@@ -52,16 +53,22 @@ from requests where started_at >= ?
 """
 
 
-def _priced_total(cost: float | None, priced: int, unpriced: int) -> float | None:
-    """A sum of request costs: None when there were requests and none could be priced
-    (unknown stays unknown, never 0.0); 0.0 when nothing was spent at all."""
+def period_cost_usd(cost: float | None, priced: int, unpriced: int) -> float | None:
+    """A period's cost_usd from the sum of its priced requests and its request counts.
+
+    None when there were requests and none could be priced (unknown stays unknown, never
+    0.0); 0.0 when nothing was spent at all; else the sum rounded like every dollar
+    amount. Totals and trends both use it so a day reads the same in either.
+    """
     if cost is None:
         return None if unpriced and not priced else 0.0
-    return round(cost, 6)
+    return usd(cost)
 
 
-def _priced_classes(t: dict[str, Any]) -> dict[str, float] | None:
-    """cost_by_class of a period, by the same rule as its cost_usd."""
+def period_cost_by_class(t: dict[str, Any]) -> dict[str, float] | None:
+    """A period's cost_by_class from its summed row (cost_<class>_usd columns and the
+    priced_requests/unpriced_requests counts), by the same rule as period_cost_usd:
+    None when nothing could be priced, zeros when nothing was spent."""
     if t["priced_requests"]:
         return class_api(t)
     return None if t["unpriced_requests"] else dict.fromkeys(COST_CLASSES, 0.0)
@@ -105,7 +112,7 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
         )
     }
     daily = {
-        day: _priced_total(cost, priced, unpriced)
+        day: period_cost_usd(cost, priced, unpriced)
         for day, cost, priced, unpriced in db.execute(
             "select substr(started_at, 1, 10), sum(cost_usd), count(cost_usd),"
             " sum(cost_usd is null and ended_at is not null) from requests"
@@ -127,10 +134,10 @@ def period_totals(db: sqlite_utils.Database, since: float) -> dict[str, Any]:
             "cache_creation": t["cache_creation_tokens"],
             "cache_creation_1h": t["cache_creation_1h_tokens"],
         },
-        "cost_usd": _priced_total(t["cost_usd"], t["priced_requests"], t["unpriced_requests"]),
-        "cost_by_class": _priced_classes(t),
+        "cost_usd": period_cost_usd(t["cost_usd"], t["priced_requests"], t["unpriced_requests"]),
+        "cost_by_class": period_cost_by_class(t),
         "unpriced_requests": t["unpriced_requests"],
-        "aborted_cost_usd": round(t["aborted_cost_usd"], 6),
+        "aborted_cost_usd": usd(t["aborted_cost_usd"]),
         "cost_by_day_usd": daily,
         "cache_hit_ratio": t["cache_read_tokens"] / context if context else None,
         "cache_statuses": statuses,

@@ -22,7 +22,7 @@ import sqlite_utils
 from clauditor.clock import iso
 from clauditor.sessions.signals.prices import COST_CLASSES
 from clauditor.sessions.timing import TIME_PARTS
-from clauditor.store.totals import _priced_classes, _priced_total
+from clauditor.store.totals import period_cost_by_class, period_cost_usd
 
 GROUPINGS = ("day", "model", "project")
 DEFAULT_DAYS = 7
@@ -90,13 +90,13 @@ class _Sum:
 
     @property
     def cost_usd(self) -> float | None:
-        return _priced_total(
+        return period_cost_usd(
             self.money["cost_usd"], self.n["priced_requests"], self.n["unpriced_requests"]
         )
 
     @property
     def cost_by_class(self) -> dict[str, float] | None:
-        return _priced_classes({**self.n, **self.money})
+        return period_cost_by_class({**self.n, **self.money})
 
     @property
     def tokens_by_class(self) -> dict[str, int]:

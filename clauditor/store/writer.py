@@ -31,6 +31,7 @@ from typing import Any
 
 import sqlite_utils
 
+from clauditor.claude_code import PATH_TOOLS
 from clauditor.safetext import scrub
 from clauditor.store.database import (
     StoreError,
@@ -50,8 +51,6 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "compactions": ("session_id", "happened_at"),
     "diagnoses": ("session_id", "code"),
 }
-# Tools whose input summary is a file path: recall searches the paths a session touched.
-PATH_TOOLS = ("Read", "Edit", "Write", "MultiEdit", "NotebookEdit")
 # Why a row never reached the file (the keys of `dropped`, and the metric's reasons).
 DROP_REASONS = ("queue_full", "bad_row", "writer_crash", "shutdown")
 

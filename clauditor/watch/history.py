@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clauditor.watch.state import parse_ts
+from clauditor.clock import parse_iso
 
 HISTORY_EVENTS = 60  # the newest this many: a pane's feed, not the whole session
 REPLAY_SECONDS = 6.0  # /watch replays the last 5 s itself: nothing twice
@@ -74,6 +74,8 @@ def history_events(detail: dict[str, Any], now: float) -> list[dict[str, Any]]:
                     duration_ms=c.get("duration_ms"),
                 )
             )
-    events = [e for e in out if e is not None and (parse_ts(e["ts"]) or now) < now - REPLAY_SECONDS]
-    events.sort(key=lambda e: parse_ts(e["ts"]) or 0.0)
+    events = [
+        e for e in out if e is not None and (parse_iso(e["ts"]) or now) < now - REPLAY_SECONDS
+    ]
+    events.sort(key=lambda e: parse_iso(e["ts"]) or 0.0)
     return events[-HISTORY_EVENTS:]

@@ -16,8 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from clauditor.broadcast.names import short_id
+from clauditor.clock import parse_iso
 from clauditor.safetext import terminal_text
-from clauditor.watch.state import SessionView, TurnTime, WatchState, parse_ts
+from clauditor.watch.state import SessionView, TurnTime, WatchState
 
 DOTS: dict[str, tuple[str, str]] = {
     "needs-you": ("▲", "bold red"),
@@ -260,7 +261,7 @@ def describe(event: dict[str, Any], named: bool = True) -> str:
             f"{money(e.get('cost_usd'))}"
         )
     if kind == "cache_event":
-        expires = parse_ts(e.get("expires_at"))
+        expires = parse_iso(e.get("expires_at"))
         until = f" · until {clock_time(expires, timezone.utc)}Z" if expires else ""
         rebuild = e.get("rebuild_cost_usd")
         cost = f" · rebuild {money(rebuild)}" if rebuild is not None else ""
@@ -310,7 +311,7 @@ _FEED_STYLE = {
 def feed_line(
     event: dict[str, Any], state: WatchState, tz: tzinfo | None, with_name: bool = True
 ) -> Text:
-    ts = parse_ts(event.get("ts"))
+    ts = parse_iso(event.get("ts"))
     line = Text(clock_time(ts, tz) + " ", style="grey50", no_wrap=True, overflow="ellipsis")
     sid = event.get("session_id")
     if with_name:
@@ -372,7 +373,7 @@ def quota_line(quota: dict[str, Any] | None, now: float, tz: tzinfo | None) -> T
         util = window.get("utilization")
         line.append(f"{name} ")
         line.append_text(fill_bar(util if isinstance(util, (int, float)) else None, 8))
-        resets = parse_ts(window.get("reset_at") or window.get("resets_at"))
+        resets = parse_iso(window.get("reset_at") or window.get("resets_at"))
         if resets is not None:
             line.append(f" resets {_until(resets, now)}", style="grey50")
     weekly = quota.get("weekly")
@@ -384,7 +385,7 @@ def quota_line(quota: dict[str, Any] | None, now: float, tz: tzinfo | None) -> T
         if isinstance(budget, int) and isinstance(fraction, (int, float)):
             style = "red" if fraction >= 0.9 else "yellow" if fraction >= 0.7 else ""
             line.append(f" / {_tokens(budget)} ({fraction * 100:.0f}%)", style=style)
-        exhausts = parse_ts(weekly.get("projected_exhaustion_at"))
+        exhausts = parse_iso(weekly.get("projected_exhaustion_at"))
         if exhausts is not None:
             line.append(f" runs out {_until(exhausts, now)}", style="bold red")
     elif not windows:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from clauditor.broadcast.names import display_name
+from clauditor.clock import parse_iso
 from clauditor.safetext import terminal_safe
 from clauditor.sessions.timing import TIME_PARTS, TimePart
 
@@ -25,16 +25,6 @@ STATE_ACTIVITY = {
     "idle": "idle",
     "ended": "ended",
 }
-
-
-def parse_ts(value: Any) -> float | None:
-    """ISO 8601 (with Z) → epoch seconds; None when absent or malformed."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _num(value: Any) -> float | None:
@@ -249,7 +239,7 @@ class WatchState:
         live = event.get("live")
         if not isinstance(live, list):
             return
-        ts = parse_ts(event.get("ts"))
+        ts = parse_iso(event.get("ts"))
         # After a reconnect: what the core no longer has live has ended while we were away.
         for view in self.sessions.values():
             if view.session_id not in live and view.status != "ended":
@@ -260,13 +250,13 @@ class WatchState:
 
     def _session_start(self, sid: str, e: dict[str, Any]) -> None:
         view = self.sessions.get(sid) or self._new(sid)
-        ts = parse_ts(e.get("ts"))
+        ts = parse_iso(e.get("ts"))
         view.name = e.get("name") or display_name(e.get("prompt"), sid)
         view.model = e.get("model") or view.model
         view.prompt = e.get("prompt") or view.prompt
         view.status = e.get("status") or "active"
         view.ended_at = None if view.status != "ended" else view.ended_at
-        view.started_at = parse_ts(e.get("started_at")) or ts
+        view.started_at = parse_iso(e.get("started_at")) or ts
         view.last_event_at = ts
         view.turn = _int(e.get("turn"), view.turn)
         view.turn_in_progress = bool(e.get("turn_in_progress"))
@@ -295,7 +285,7 @@ class WatchState:
         if isinstance(e.get("turns_to_compact"), int):
             view.turns_to_compact = e["turns_to_compact"]
         view.cache_status = e.get("cache_status") or view.cache_status
-        view.cache_expires_at = parse_ts(e.get("cache_expires_at")) or view.cache_expires_at
+        view.cache_expires_at = parse_iso(e.get("cache_expires_at")) or view.cache_expires_at
         usage = e.get("usage")
         if isinstance(usage, dict):
             view.output_tokens = _int(usage.get("output_tokens"), view.output_tokens)
@@ -303,7 +293,7 @@ class WatchState:
             self._fresh.add(sid)
 
     def _fold(self, view: SessionView, kind: str, e: dict[str, Any]) -> None:
-        ts = parse_ts(e.get("ts"))
+        ts = parse_iso(e.get("ts"))
         if ts is not None:
             view.last_event_at = max(view.last_event_at or ts, ts)
         if kind == "state_changed":
@@ -354,7 +344,7 @@ class WatchState:
             self._cost(view, e.get("session_cost_usd"))
         elif kind == "cache_event":
             view.cache_status = e.get("status") or view.cache_status
-            view.cache_expires_at = parse_ts(e.get("expires_at"))
+            view.cache_expires_at = parse_iso(e.get("expires_at"))
             view.cache_rebuild_cost_usd = _num(e.get("rebuild_cost_usd"))
         elif kind == "context_status":
             view.context_fill = _num(e.get("fill"))
@@ -388,7 +378,7 @@ class WatchState:
         if not isinstance(state, str) or state not in STATE_ACTIVITY:
             return
         view.state = state
-        view.state_since = parse_ts(e.get("state_since")) or parse_ts(e.get("ts"))
+        view.state_since = parse_iso(e.get("state_since")) or parse_iso(e.get("ts"))
         waiting, tool = e.get("waiting_for"), e.get(tool_key)
         view.waiting_for = waiting if isinstance(waiting, str) else None
         view.state_tool = tool if isinstance(tool, str) else None

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from clauditor.sim.claude import SyntheticSession, TurnResult
+from clauditor.watch.client import parse_sse
 from tests.helpers import wait_until
 from tests.integration.stack import Stack
 
@@ -209,10 +210,10 @@ class WatchRecorder:
                 if self._stop.is_set():
                     return
 
-    def events(self) -> list[str]:
-        """The `data:` payloads received so far."""
+    def events(self) -> list[dict[str, Any]]:
+        """The events received so far, read by the watch client's own SSE reader."""
         text = bytes(self.raw).decode("utf-8", "replace")
-        return [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")]
+        return list(parse_sse(text.splitlines()))
 
     def close(self) -> None:
         self._stop.set()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from clauditor.clock import parse_iso
 from clauditor.sim.claude import SyntheticSession
 from clauditor.sim.replies import Reply
 from clauditor.sim.server import FakeUpstream
-from clauditor.store.rows import parse_iso
 from tests.integration.stack import Stack, start_stack
 from tests.signals.scenario import usage
 from tests.signals.test_quota import WARNING

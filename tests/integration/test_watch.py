@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -18,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from clauditor.clock import parse_iso
 from clauditor.netaddr import free_port
 from clauditor.sim.claude import SyntheticSession
-from clauditor.watch.client import Backoff, WatchClient
-from clauditor.watch.state import parse_ts
+from clauditor.watch.client import Backoff, WatchClient, parse_sse
 from tests.helpers import wait_until
 from tests.integration.stack import Stack
 
@@ -140,7 +139,7 @@ def test_events_arrive_in_order_for_two_concurrent_sessions(
         assert end["usage"]["output_tokens"] > 0
         seqs = [e["seq"] for e in mine]
         assert seqs == sorted(seqs)
-        times = [parse_ts(e["ts"]) for e in mine]
+        times = [parse_iso(e["ts"]) for e in mine]
         assert all(t is not None for t in times)
     # Both sessions' events interleave on one stream, each in its own order.
     assert {e["session_id"] for e in c.events if e["type"] == "turn_end"} == {a, b}
@@ -193,7 +192,7 @@ def test_a_subscriber_that_never_reads_does_not_delay_the_others(
         driven = time.time() - t0
         reader.wait_for(lambda evs: sum(e["type"] == "turn_end" for e in evs) == 160, timeout=30)
         live = [e for e in reader.events if e.get("session_id") in sessions]
-        lags = [e["_received"] - (parse_ts(e["ts"]) or 0.0) for e in live]
+        lags = [e["_received"] - (parse_iso(e["ts"]) or 0.0) for e in live]
         # Measured: from the core's event time to arrival at this subscriber.
         p50 = statistics.median(lags)
         p95 = statistics.quantiles(lags, n=20)[-1]
@@ -318,6 +317,6 @@ def test_sse_wire_format(stack: Stack) -> None:
     assert b"content-type: text/event-stream" in head.lower()
     assert b"cache-control: no-cache" in head.lower()
     assert body.count(b": ping\n\n") >= 2
-    frames = [line for line in body.split(b"\r\n") if line.startswith(b"data: ")]
-    hello = json.loads(frames[0].split(b"\n\n")[0][len(b"data: ") :])
+    # Chunk-size lines have no colon: the SSE reader ignores them like any unknown field.
+    hello = next(parse_sse(body.decode().replace("\r\n", "\n").split("\n")))
     assert (hello["type"], hello["session_id"]) == ("hello", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from clauditor.clock import ManualClock
@@ -9,14 +10,11 @@ from clauditor.domain.events import (
     ExchangeFinished,
     FirstToken,
     QuotaHeaders,
-    RequestParsed,
-    RequestStarted,
     ResponseStarted,
     ToolUseSeen,
 )
-from clauditor.domain.interpreter import classify_error
+from clauditor.domain.interpreter import Interpreter, classify_error
 from clauditor.parsing.fold import MessageResult, fold_message_json
-from clauditor.parsing.request import parse_request
 from clauditor.parsing.response import ResponseParser
 from clauditor.sessions.tracker import SessionTracker
 from clauditor.sim.replies import Reply
@@ -69,26 +67,56 @@ class Replayer:
         status: int | None = None,
         quota: dict[str, str] | None = None,
     ) -> int:
-        """One whole exchange: request, response start, first token, tool uses, end."""
+        """One whole exchange through the real interpreter: the recorded request's headers
+        and body, then the response's headers and the bytes the fake upstream sends for
+        it (a stream when it was one), the end of the stream at `duration`.
+
+        `result` stands for a response no recording has (cut, failed early, another
+        model): its domain events are then handed to the tracker directly, in the order
+        and at the times the interpreter emits them."""
         ex = self.next_id
         self.next_id += 1
         headers = headers_of(record)
-        t = self.tracker
         start = self.clock.now()
-        t.handle(RequestStarted(ex, start, headers.get("x-claude-code-session-id")))
-        req = parse_request(headers, body_bytes(record))
-        t.handle(RequestParsed(ex, start, start, req, "api.anthropic.com"))
         response = record["response"]
         status = status if status is not None else response.get("status", 200)
-        result = result or result_of(response)
+        interpreter = Interpreter(self.tracker.handle)
+        obs = interpreter.open_exchange(ex, start)
+        wire_headers = [(":method", "POST"), (":path", "/v1/messages")]
+        wire_headers += [(":authority", "api.anthropic.com"), *headers.items()]
+        obs.on_request_headers(wire_headers, start, False)
+        obs.on_request_body(body_bytes(record), start, True)
         self.clock.advance(duration / 2)
+        response_headers = [(":status", str(status)), *(quota or {}).items()]
+        if response.get("request_id"):
+            response_headers.append(("request-id", response["request_id"]))
+        if result is not None:
+            self._inject(ex, status, response.get("request_id"), quota, result, duration)
+            return ex
+        reply = Reply.from_record({**response, "status": status})
+        stream = bool(json.loads(body_bytes(record)).get("stream"))
+        _, content_type, body = render_reply(reply, str(response.get("model") or ""), stream=stream)
+        obs.on_response_headers(
+            [*response_headers, ("content-type", content_type)], self.clock.now(), False
+        )
+        obs.on_response_body(body, self.clock.now(), False)
+        self.clock.advance(duration / 2)
+        obs.on_response_body(b"", self.clock.now(), True)
+        return ex
+
+    def _inject(
+        self,
+        ex: int,
+        status: int,
+        request_id: str | None,
+        quota: dict[str, str] | None,
+        result: MessageResult,
+        duration: float,
+    ) -> None:
+        t = self.tracker
         t.handle(
             ResponseStarted(
-                ex,
-                self.clock.now(),
-                status,
-                response.get("request_id"),
-                QuotaHeaders(dict(quota or {})),
+                ex, self.clock.now(), status, request_id, QuotaHeaders(dict(quota or {}))
             )
         )
         if status == 200:
@@ -99,7 +127,6 @@ class Replayer:
         t.handle(
             ExchangeFinished(ex, self.clock.now(), status, result, classify_error(status, result))
         )
-        return ex
 
     def records(self, records: list[dict[str, Any]]) -> list[int]:
         """Every POST /v1/messages of a capture, in order, at its recorded time (the clock

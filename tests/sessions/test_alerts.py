@@ -54,7 +54,8 @@ def test_error_streak_and_model_mismatch() -> None:
     for _ in range(4):  # four 529s in a row: one alert at the third
         replay.exchange(record, status=529)
     assert [a.kind for a in fired] == ["error_streak"]
-    assert fired[0].evidence == {"errors_in_a_row": 3, "last_error": "http_529",
+    # A 529's body names Anthropic's overloaded_error (docs: errors), the label it gets.
+    assert fired[0].evidence == {"errors_in_a_row": 3, "last_error": "overloaded_error",
                                  "status": 529}  # fmt: skip
     other = result_of({**record["response"], "model": "claude-sonnet-4-5"})
     replay.exchange(record, result=other)  # served by another model

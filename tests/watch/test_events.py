@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from clauditor.broadcast.events import ENVELOPE, EVENTS, fields_of
 from clauditor.broadcast.hub import EVENT_TYPES, Subscription, WatchHub
 from clauditor.sessions.alerts import AlertEngine
 from clauditor.sessions.registry import RegistryEntry
+from clauditor.watch.client import parse_sse
 from clauditor.watch.render import render_dashboard
 from clauditor.watch.state import WatchState
 from tests.helpers import fixture_posts
@@ -28,7 +28,7 @@ WATCH = Path(__file__).resolve().parents[2] / "clauditor" / "watch"
 
 
 def _wire(sub: Subscription) -> list[dict[str, Any]]:
-    return [json.loads(e.wire()[len(b"data: ") : -2]) for e in sub.take()]
+    return [event for e in sub.take() for event in parse_sse(e.wire().decode().split("\n"))]
 
 
 def _scenario() -> tuple[Scenario, WatchHub]:

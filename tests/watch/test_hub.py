@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from clauditor.broadcast.names import display_name
 from clauditor.clock import ManualClock
 from clauditor.parsing.fold import ToolUse
 from clauditor.sessions.tracker import SessionTracker
+from clauditor.watch.client import parse_sse
 from tests.helpers import fixture_posts
 from tests.sessions.replay import Replayer, result_of
 
@@ -82,7 +82,7 @@ def payloads(sub: Subscription) -> list[dict[str, Any]]:
         frame = event.wire()
         assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
         assert b"\n" not in frame[:-2], "one data: line per event"
-        out.append(json.loads(frame[len(b"data: ") : -2]))
+        out.extend(parse_sse(frame.decode().split("\n")))
     return out
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from clauditor.clock import iso
-from clauditor.watch.state import WatchState, parse_ts
+from clauditor.clock import iso, parse_iso
+from clauditor.watch.state import WatchState
 from tests.watch.conftest import T0, A, B, ev
 
 
@@ -106,5 +106,5 @@ def test_junk_is_ignored() -> None:
     for junk in ({}, {"type": 3}, {"type": "tool_use"}, {"type": "tool_use", "session_id": 5}):
         state.apply(junk)  # type: ignore[arg-type]
     assert state.sessions == {}
-    assert parse_ts("nope") is None and parse_ts(None) is None
-    assert parse_ts("2027-01-15T08:00:00.000Z") == T0
+    assert parse_iso("nope") is None and parse_iso(None) is None
+    assert parse_iso("2027-01-15T08:00:00.000Z") == T0

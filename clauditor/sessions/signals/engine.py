@@ -19,6 +19,7 @@ from typing import Any
 
 from clauditor.clock import Clock, iso
 from clauditor.domain.events import QuotaHeaders
+from clauditor.money import usd
 from clauditor.parsing.fold import MessageResult
 from clauditor.parsing.request import ParsedRequest
 from clauditor.sessions.models import (
@@ -316,7 +317,7 @@ class SignalEngine:
     def daily_cost_view(self) -> dict[str, float | None]:
         """USD per UTC day; None for a day none of whose requests could be priced."""
         days = sorted(self.daily_cost.keys() | self.daily_unpriced.keys())
-        return {d: round(self.daily_cost[d], 6) if d in self.daily_cost else None for d in days}
+        return {d: usd(self.daily_cost.get(d)) for d in days}
 
     # -- cache --------------------------------------------------------------------------
     def _cache(

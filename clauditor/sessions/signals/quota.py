@@ -12,10 +12,9 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
 from typing import Any
 
-from clauditor.clock import iso
+from clauditor.clock import iso, parse_iso
 
 UNIFIED = "anthropic-ratelimit-unified-"
 # unified-<window>-<field>: windows are 5h, 7d and whatever a newer API adds (7d_opus...).
@@ -53,13 +52,8 @@ def _epoch(v: str) -> float | None:
 
 
 def _rfc3339(v: str) -> float | None:
-    try:
-        dt = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return _epoch(v)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    at = parse_iso(v)
+    return _epoch(v) if at is None else at
 
 
 def _count(v: str) -> int | None:
