@@ -51,7 +51,9 @@ def test_ttfb_benchmark_runs_interleaved() -> None:
 
 def test_throughput_benchmark_runs() -> None:
     out = _run("-m", "benchmarks.throughput", "--quick", "--only", "parse,pipeline,sqlite")
-    rates = [float(x) for x in re.findall(r"\|\s+(\d{5,})\s+\|\s+0\.00\d+\s+\|", out)]
+    # events/CPU s then CPU s/1k events, whatever the machine's speed (a loaded CI machine
+    # printed 0.0125 where an idle one prints 0.0038).
+    rates = [float(x) for x in re.findall(r"\|\s+(\d{5,})\s+\|\s+\d+\.\d+\s+\|", out)]
     assert len(rates) >= 2 and all(r > 1000 for r in rates), out
 
 

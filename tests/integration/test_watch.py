@@ -273,10 +273,10 @@ def test_plain_output_when_not_a_tty(stack: Stack) -> None:
         wait_until(lambda: watch_stats(stack)["subscribers"] == 1)
         drive(stack, {"90000000-0000-4000-8000-000000000009": [f"plain {BASH}"]})
         # Printed, not only published: the turn's end is the last line this test reads.
-        wait_until(lambda: any(" turn_end " in line for line in lines), timeout=15)
+        wait_until(lambda: any(" turn_end " in line for line in lines), timeout=30)
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        proc.wait(timeout=20)  # a loaded machine: the watch's 1 s client join, then exit
         reader.join(timeout=5)  # the rest of stdout, to its end
         assert proc.stderr is not None
         with proc.stderr:
