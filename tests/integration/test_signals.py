@@ -160,7 +160,11 @@ def test_model_switch_thrash_and_a_compaction_learned_from_the_wire(
             await s.turn("second")
             s.model = SONNET  # /model in the middle of a session
             await s.turn("third")
+            # A person reads the answer before typing: the core has seen it end before the
+            # next request comes (two side streams are not ordered otherwise).
+            await asyncio.to_thread(_session_when, stack, sid, requests=3, in_flight=0)
             await s.compact()
+            await asyncio.to_thread(_session_when, stack, sid, requests=4, in_flight=0)
             await s.turn("after the compaction")
 
     asyncio.run(go())

@@ -259,6 +259,9 @@ def test_plain_output_when_not_a_tty(stack: Stack) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C's default even when this test runs in a background job, which starts its
+        # children with SIGINT ignored (Python then never raises KeyboardInterrupt).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
 
