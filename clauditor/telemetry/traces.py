@@ -23,6 +23,7 @@ import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Literal
 
 from opentelemetry.context import Context
 from opentelemetry.trace import (
@@ -170,9 +171,9 @@ class TraceListener:
         self._sessions: dict[str, _SessionSpans] = {}
         self._links: list[SpanLink] = []  # opened while handling the current event
 
-    def _opened(self, kind: str, key: int | str, span: Span) -> None:
+    def _opened(self, kind: Literal["request", "tool"], key: int | str, span: Span) -> None:
         trace_id, span_id = self._ids(span)
-        self._links.append(SpanLink(kind, key, trace_id, span_id))  # type: ignore[arg-type]
+        self._links.append(SpanLink(kind, key, trace_id, span_id))
 
     def _answer(self) -> SpanLinks:
         """The spans opened for this event, for the tracker to store."""
