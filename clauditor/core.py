@@ -17,6 +17,7 @@ import uvicorn
 
 from clauditor import __version__
 from clauditor.api.app import create_app
+from clauditor.api.deps import ApiDeps
 from clauditor.api.queries import SessionQueries
 from clauditor.broadcast.command import AlertCommand
 from clauditor.broadcast.hub import WatchHub
@@ -206,6 +207,21 @@ class Core:
         self.telemetry.shutdown()
 
     # -- views for the API ---------------------------------------------------------
+    def api_deps(self) -> ApiDeps:
+        """What the HTTP API reads, and nothing else of the core."""
+        return ApiDeps(
+            version=self.version,
+            clock=self.clock,
+            allowed_hosts=self.config.allowed_hosts,
+            tracker=self.tracker,
+            queries=self.queries,
+            history=self.store,
+            alerts=self.alerts,
+            watch=self.watch,
+            stats=self.stats,
+            metrics=self.telemetry.prometheus,
+        )
+
     def stats(self) -> dict[str, Any]:
         return {
             "version": self.version,
@@ -289,7 +305,7 @@ async def serve(config: CoreConfig, clock: Clock | None = None) -> None:
     await core.start()
     server = _ApiServer(
         uvicorn.Config(
-            create_app(core),
+            create_app(core.api_deps()),
             host=config.api.host,
             port=config.api.port,
             log_level="warning",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from clauditor.api.deps import ApiDeps
 from clauditor.api.guard import CrossOriginGuard
 from clauditor.api.responses import SafeJSONResponse
 from clauditor.api.schemas import ErrorOut, SessionDetailOut, SessionListOut
@@ -17,9 +18,6 @@ from clauditor.clock import iso
 from clauditor.sessions.client_view import apply_client_view, needs_you_elsewhere, statusline_view
 from clauditor.sessions.ids import AmbiguousSession, SessionIdError, UnknownSession
 from clauditor.store.trends import DEFAULT_DAYS, MAX_DAYS
-
-if TYPE_CHECKING:
-    from clauditor.core import Core
 
 SESSION_STATUSES = ("active", "idle", "ended")
 CLIENT_VIEW_MAX_BYTES = 64 * 1024  # Claude Code's whole status-line payload is ~2 KB
@@ -33,23 +31,23 @@ def _id_error(exc: SessionIdError) -> SafeJSONResponse:
     return SafeJSONResponse({"error": "not_found", "detail": str(exc)}, status_code=404)
 
 
-def _statusline(core: Core, session_id: str) -> Any:
+def _statusline(deps: ApiDeps, session_id: str) -> Any:
     """The status line's view of a live session; 404 (with how many others need the user)
     for one the core has not seen: the status line runs before the first request."""
-    sessions = core.tracker.sessions
+    sessions = deps.tracker.sessions
     others = needs_you_elsewhere(sessions.values(), session_id)
     session = sessions.get(session_id)
     if session is None:
         body = {"error": "not_found", "detail": "no live session", "needs_you_others": others}
         return SafeJSONResponse(body, status_code=404)
-    requests = core.tracker.recent_requests(session_id)
-    return statusline_view(session, requests, others, core.clock.now())
+    requests = deps.tracker.recent_requests(session_id)
+    return statusline_view(session, requests, others, deps.clock.now())
 
 
-def create_app(core: Core) -> FastAPI:
+def create_app(deps: ApiDeps) -> FastAPI:
     app = FastAPI(
         title="clauditor",
-        version=core.version,
+        version=deps.version,
         docs_url="/docs",
         redoc_url=None,
         default_response_class=SafeJSONResponse,
@@ -58,7 +56,7 @@ def create_app(core: Core) -> FastAPI:
     # runs after the Host check below).
     app.add_middleware(CrossOriginGuard)
     # DNS-rebinding guard: a web page cannot reach the API through a hostile name.
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(core.config.allowed_hosts))
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(deps.allowed_hosts))
 
     @app.get("/health", response_class=PlainTextResponse)
     async def health() -> str:
@@ -74,7 +72,7 @@ def create_app(core: Core) -> FastAPI:
         days: float | None = Query(None, gt=0),
         status: str | None = Query(None, pattern="^(active|idle|ended)$"),
     ) -> dict[str, Any]:
-        return {"sessions": await core.queries.sessions(limit, days, status)}
+        return {"sessions": await deps.queries.sessions(limit, days, status)}
 
     @app.get(
         "/api/sessions/{session_id}",
@@ -88,10 +86,10 @@ def create_app(core: Core) -> FastAPI:
     async def session_detail(session_id: str) -> Any:
         """One session by its id or a unique prefix of at least 4 characters."""
         try:
-            session_id = await core.queries.resolve(session_id)
+            session_id = await deps.queries.resolve(session_id)
         except SessionIdError as exc:
             return _id_error(exc)
-        found = await core.queries.detail(session_id)
+        found = await deps.queries.detail(session_id)
         if found is None:
             return _id_error(UnknownSession(f"no session {session_id!r}"))
         return found
@@ -99,7 +97,7 @@ def create_app(core: Core) -> FastAPI:
     @app.get("/api/statusline/{session_id}")
     async def statusline(session_id: str) -> Any:
         """What `clauditor statusline` shows for a live session (its full id)."""
-        return _statusline(core, session_id)
+        return _statusline(deps, session_id)
 
     @app.post("/api/sessions/{session_id}/client_view")
     async def client_view(session_id: str, request: Request) -> Any:
@@ -121,10 +119,10 @@ def create_app(core: Core) -> FastAPI:
         if not isinstance(payload, dict):
             body = {"error": "bad_request", "detail": "the body is not a JSON object"}
             return SafeJSONResponse(body, status_code=400)
-        session = core.tracker.sessions.get(session_id)
+        session = deps.tracker.sessions.get(session_id)
         if session is not None:
-            apply_client_view(session, payload, core.clock.now())
-        answer = _statusline(core, session_id)
+            apply_client_view(session, payload, deps.clock.now())
+        answer = _statusline(deps, session_id)
         if session is None:
             return answer
         return {
@@ -135,16 +133,16 @@ def create_app(core: Core) -> FastAPI:
 
     @app.get("/api/stats")
     async def stats() -> dict[str, Any]:
-        return core.stats()
+        return deps.stats()
 
     @app.get("/api/summary")
     async def summary() -> dict[str, Any]:
         """Totals for today / this week / this month (UTC), the quota and weekly views."""
-        now = core.clock.now()
-        signals = core.tracker.signals
+        now = deps.clock.now()
+        signals = deps.tracker.signals
         return {
             "generated_at": iso(now),
-            **await core.store.summary(now),
+            **await deps.history.summary(now),
             "quota": signals.quota_view(),
             "weekly": signals.weekly_view(),
             "compaction_thresholds": signals.learned_thresholds(),
@@ -153,15 +151,15 @@ def create_app(core: Core) -> FastAPI:
     @app.get("/api/alerts")
     async def alerts() -> dict[str, Any]:
         """Alerts still open (their episode has not cleared) and the recent ones."""
-        return core.alerts.view()
+        return deps.alerts.view()
 
     @app.get("/api/models")
     async def models() -> dict[str, Any]:
         """The model catalog (rates in force now) and the models seen that it lacks."""
         from clauditor.reports.models import models_report
 
-        prices = core.tracker.signals.prices
-        return models_report(prices, await core.store.models_seen(), core.clock.now())
+        prices = deps.tracker.signals.prices
+        return models_report(prices, await deps.history.models_seen(), deps.clock.now())
 
     @app.get("/api/report")
     async def report(
@@ -169,14 +167,14 @@ def create_app(core: Core) -> FastAPI:
         by: str = Query("day", pattern="^(day|model|project)$"),
     ) -> dict[str, Any]:
         """`clauditor report`: cost, tokens, cache, latency and time of the last days."""
-        return await core.store.report(days, by, core.clock.now())
+        return await deps.history.report(days, by, deps.clock.now())
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         # The OTel metrics (clauditor_*, gen_ai_*) through the Prometheus exporter; on the
         # event loop, so the gauges read the tracker between two events, never mid-update.
         accept = request.headers.get("accept")
-        body, content_type = core.telemetry.prometheus(accept) or (b"", "text/plain")
+        body, content_type = deps.metrics(accept) or (b"", "text/plain")
         return Response(body, media_type=content_type)
 
     @app.get("/watch")
@@ -188,12 +186,12 @@ def create_app(core: Core) -> FastAPI:
         """Live events as Server-Sent Events: a snapshot, the last seconds, then live."""
         if session is not None:
             try:
-                session = await core.queries.resolve(session)
+                session = await deps.queries.resolve(session)
             except AmbiguousSession as exc:
                 return _id_error(exc)
             except UnknownSession:
                 pass  # not seen yet: its events will come when it starts
-        return watch_response(core.watch, session, heartbeat)
+        return watch_response(deps.watch, session, heartbeat)
 
     @app.get("/api/recall")
     async def recall(
@@ -201,15 +199,15 @@ def create_app(core: Core) -> FastAPI:
         limit: int = Query(10, ge=1, le=100),
         days: float | None = Query(None, gt=0),
     ) -> dict[str, Any]:
-        return {"query": q, "sessions": await core.store.recall(q, limit=limit, days=days)}
+        return {"query": q, "sessions": await deps.history.recall(q, limit=limit, days=days)}
 
     @app.get("/api/diagnosis/{session_id}")
     async def diagnosis(session_id: str) -> Any:
         try:
-            session_id = await core.queries.resolve(session_id)
+            session_id = await deps.queries.resolve(session_id)
         except SessionIdError as exc:
             return _id_error(exc)
-        found = await core.store.diagnosis(session_id)
+        found = await deps.history.diagnosis(session_id)
         if found is None:
             return _id_error(UnknownSession(f"no session {session_id!r}"))
         return found

@@ -21,7 +21,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 @pytest.fixture
 async def openapi(tmp_path: Path) -> dict[str, Any]:
     core = Core(CoreConfig(db=tmp_path / "o.db"), clock=ManualClock(1_796_000_000.0))
-    transport = httpx.ASGITransport(app=create_app(core))
+    transport = httpx.ASGITransport(app=create_app(core.api_deps()))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         spec: dict[str, Any] = (await client.get("/openapi.json")).json()
     core.telemetry.shutdown()

@@ -106,7 +106,7 @@ def test_a_bad_grouping_is_refused_by_the_cli(tmp_path: Path) -> None:
 async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """A core's app over its own (seeded) database, its clock at the seed's now."""
     core = Core(CoreConfig(db=seed(tmp_path / "h.db")), clock=ManualClock(NOW))
-    transport = httpx.ASGITransport(app=create_app(core))
+    transport = httpx.ASGITransport(app=create_app(core.api_deps()))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield client
     core.telemetry.shutdown()
