@@ -40,7 +40,7 @@ def _lint(cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_the_package_keeps_its_import_contracts() -> None:
     run = _lint(ROOT)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert "Contracts: 3 kept, 0 broken." in run.stdout
+    assert "Contracts: 4 kept, 0 broken." in run.stdout
 
 
 def _copy(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_an_import_against_the_flow_breaks_the_contract(tmp_path: Path) -> None:
     assert run.returncode == 1, run.stdout[-3000:]
     assert "clauditor.parsing is not allowed to import clauditor.sessions" in run.stdout
     assert "clauditor.parsing.shortcut -> clauditor.clock" in run.stdout
-    assert "Contracts: 1 kept, 2 broken." in run.stdout
+    assert "Contracts: 2 kept, 2 broken." in run.stdout
 
 
 def test_the_simulator_reusing_the_parsers_breaks_the_contract(tmp_path: Path) -> None:
@@ -78,4 +78,19 @@ def test_the_simulator_reusing_the_parsers_breaks_the_contract(tmp_path: Path) -
     assert run.returncode == 1, run.stdout[-3000:]
     assert "clauditor.sim.shortcut -> clauditor.parsing.sse" in run.stdout
     assert "clauditor.api is not allowed to import clauditor.sim" in run.stdout
-    assert "Contracts: 1 kept, 2 broken." in run.stdout
+    assert "Contracts: 2 kept, 2 broken." in run.stdout
+
+
+def test_the_api_reaching_for_the_core_breaks_the_contract(tmp_path: Path) -> None:
+    _copy(tmp_path)
+    # Even for a type only: the API takes api.deps' protocols, never the Core.
+    (tmp_path / "clauditor" / "api" / "shortcut.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from clauditor.core import Core\n"
+    )
+    run = _lint(tmp_path)
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "clauditor.api is not allowed to import clauditor.core" in run.stdout
+    assert "clauditor.api.shortcut -> clauditor.core" in run.stdout
+    assert "Contracts: 2 kept, 2 broken." in run.stdout

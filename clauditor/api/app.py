@@ -9,10 +9,25 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from clauditor.api import openapi
 from clauditor.api.deps import ApiDeps
 from clauditor.api.guard import CrossOriginGuard
+from clauditor.api.openapi import METRICS_RESPONSES, WATCH_RESPONSES, errors
 from clauditor.api.responses import SafeJSONResponse
-from clauditor.api.schemas import ErrorOut, SessionDetailOut, SessionListOut
+from clauditor.api.schemas import (
+    AlertsOut,
+    ClientViewAnswerOut,
+    DiagnosisOut,
+    ModelsOut,
+    RecallOut,
+    ReportOut,
+    SessionDetailOut,
+    SessionListOut,
+    StatsOut,
+    StatuslineMissingOut,
+    StatuslineOut,
+    SummaryOut,
+)
 from clauditor.broadcast.sse import watch_response
 from clauditor.clock import iso
 from clauditor.sessions.client_view import apply_client_view, needs_you_elsewhere, statusline_view
@@ -62,11 +77,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     async def health() -> str:
         return "ok"
 
-    @app.get(
-        "/api/sessions",
-        response_model=None,
-        responses={200: {"model": SessionListOut, "description": "live and stored sessions"}},
-    )
+    @app.get("/api/sessions", response_model=SessionListOut)
     async def sessions(
         limit: int = Query(50, ge=1, le=1000),
         days: float | None = Query(None, gt=0),
@@ -76,12 +87,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     @app.get(
         "/api/sessions/{session_id}",
-        response_model=None,
-        responses={
-            200: {"model": SessionDetailOut, "description": "one session, all it did"},
-            404: {"model": ErrorOut, "description": "no session has that id or prefix"},
-            409: {"model": ErrorOut, "description": "the prefix names several sessions"},
-        },
+        response_model=SessionDetailOut,
+        responses=errors(404, 409),
     )
     async def session_detail(session_id: str) -> Any:
         """One session by its id or a unique prefix of at least 4 characters."""
@@ -94,12 +101,23 @@ def create_app(deps: ApiDeps) -> FastAPI:
             return _id_error(UnknownSession(f"no session {session_id!r}"))
         return found
 
-    @app.get("/api/statusline/{session_id}")
+    @app.get(
+        "/api/statusline/{session_id}",
+        response_model=StatuslineOut,
+        responses={404: {"model": StatuslineMissingOut, "description": "no live session"}},
+    )
     async def statusline(session_id: str) -> Any:
         """What `clauditor statusline` shows for a live session (its full id)."""
         return _statusline(deps, session_id)
 
-    @app.post("/api/sessions/{session_id}/client_view")
+    @app.post(
+        "/api/sessions/{session_id}/client_view",
+        response_model=ClientViewAnswerOut,
+        responses={
+            404: {"model": StatuslineMissingOut, "description": "no live session"},
+            **errors(400, 413, 415),
+        },
+    )
     async def client_view(session_id: str, request: Request) -> Any:
         """Claude Code's own numbers (its status-line payload, or the accounting part of
         it) kept on the live session as `client_view`, with `client_drift`; the answer also
@@ -131,11 +149,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
             "statusline": answer,
         }
 
-    @app.get("/api/stats")
+    @app.get("/api/stats", response_model=StatsOut)
     async def stats() -> dict[str, Any]:
         return deps.stats()
 
-    @app.get("/api/summary")
+    @app.get("/api/summary", response_model=SummaryOut)
     async def summary() -> dict[str, Any]:
         """Totals for today / this week / this month (UTC), the quota and weekly views."""
         now = deps.clock.now()
@@ -148,12 +166,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
             "compaction_thresholds": signals.learned_thresholds(),
         }
 
-    @app.get("/api/alerts")
+    @app.get("/api/alerts", response_model=AlertsOut)
     async def alerts() -> dict[str, Any]:
         """Alerts still open (their episode has not cleared) and the recent ones."""
         return deps.alerts.view()
 
-    @app.get("/api/models")
+    @app.get("/api/models", response_model=ModelsOut)
     async def models() -> dict[str, Any]:
         """The model catalog (rates in force now) and the models seen that it lacks."""
         from clauditor.reports.models import models_report
@@ -161,7 +179,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         prices = deps.tracker.signals.prices
         return models_report(prices, await deps.history.models_seen(), deps.clock.now())
 
-    @app.get("/api/report")
+    @app.get("/api/report", response_model=ReportOut)
     async def report(
         days: int = Query(DEFAULT_DAYS, ge=1, le=MAX_DAYS),
         by: str = Query("day", pattern="^(day|model|project)$"),
@@ -169,7 +187,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         """`clauditor report`: cost, tokens, cache, latency and time of the last days."""
         return await deps.history.report(days, by, deps.clock.now())
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses=METRICS_RESPONSES)
     async def metrics(request: Request) -> Response:
         # The OTel metrics (clauditor_*, gen_ai_*) through the Prometheus exporter; on the
         # event loop, so the gauges read the tracker between two events, never mid-update.
@@ -177,7 +195,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         body, content_type = deps.metrics(accept) or (b"", "text/plain")
         return Response(body, media_type=content_type)
 
-    @app.get("/watch")
+    @app.get("/watch", response_class=Response, responses=WATCH_RESPONSES)
     async def watch(
         session: str | None = Query(None, min_length=1, max_length=200),
         # Tests shorten the 15 s heartbeat; bounded so a client cannot make it a busy loop.
@@ -193,7 +211,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
                 pass  # not seen yet: its events will come when it starts
         return watch_response(deps.watch, session, heartbeat)
 
-    @app.get("/api/recall")
+    @app.get("/api/recall", response_model=RecallOut)
     async def recall(
         q: str = Query(..., min_length=1, max_length=500),
         limit: int = Query(10, ge=1, le=100),
@@ -201,7 +219,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     ) -> dict[str, Any]:
         return {"query": q, "sessions": await deps.history.recall(q, limit=limit, days=days)}
 
-    @app.get("/api/diagnosis/{session_id}")
+    @app.get("/api/diagnosis/{session_id}", response_model=DiagnosisOut, responses=errors(404, 409))
     async def diagnosis(session_id: str) -> Any:
         try:
             session_id = await deps.queries.resolve(session_id)
@@ -212,4 +230,5 @@ def create_app(deps: ApiDeps) -> FastAPI:
             return _id_error(UnknownSession(f"no session {session_id!r}"))
         return found
 
+    openapi.install(app)
     return app

@@ -11,7 +11,11 @@ A consumer must ignore keys it does not know: a newer core may add some.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
+
+# typing_extensions' TypedDict: pydantic reads these for /openapi.json, and it needs this
+# one on Python < 3.12.
+from typing_extensions import TypedDict
 
 ENVELOPE = ("type", "session_id", "ts", "seq", "replay", "history")
 

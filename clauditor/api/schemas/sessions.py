@@ -1,27 +1,23 @@
-"""The API's objects, one schema each: what `/docs` and `/openapi.json` show, and what
-tests hold every live and stored object to (extra or missing keys are errors there).
-
-The routes still return the objects as built (`Session.as_api`, `store.rows`): these
-models document and check them, they do not rebuild them, so a field added on one side
-and not here fails a test, never a user's request. Field meanings: README, "Signals".
-"""
+"""The session objects: a session, its turns, requests and tool calls, live or stored in
+one shape (built by `Session.as_api` and `store.rows`; every field present, null when
+not known). Field meanings: README, "Signals"."""
 
 from __future__ import annotations
 
-from typing import Any
+from clauditor.api.schemas.base import (
+    AbortedTokens,
+    CostByClass,
+    Iso,
+    Money,
+    Ms,
+    QuotaOut,
+    Schema,
+    Tokens,
+)
+from clauditor.api.schemas.client import ClientNumbersOut, DriftOut
 
-from pydantic import BaseModel, ConfigDict
 
-Money = float | None  # USD, 6 decimals; null: nothing that could be priced
-Ms = float | None  # milliseconds; null: not known (yet)
-Iso = str | None  # ISO 8601 UTC with milliseconds
-
-
-class _Schema(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
-
-
-class ToolCallOut(_Schema):
+class ToolCallOut(Schema):
     tool_use_id: str
     name: str
     summary: str
@@ -41,20 +37,29 @@ class ToolCallOut(_Schema):
     subagent_cost_usd: Money
 
 
-class SubagentRunOut(_Schema):
+class SubagentRunOut(Tokens):
+    """One subagent's run (an Agent/Task tool call): its own requests and tokens."""
+
     tool_use_id: str
     agent_id: str | None
     background: bool
     requests: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
     cost_usd: Money
     duration_ms: Ms
 
 
-class TurnOut(_Schema):
+class TimePartsOut(Schema):
+    """Where a turn's time went (sessions.timing.TIME_PARTS); the parts do not overlap."""
+
+    waiting_for_model_ms: Ms
+    generating_ms: Ms
+    tools_ms: Ms
+    waiting_for_you_ms: Ms
+    retries_ms: Ms
+    subagents_ms: Ms
+
+
+class TurnOut(Tokens):
     turn: int
     trace_id: str | None
     started_at: Iso
@@ -68,19 +73,20 @@ class TurnOut(_Schema):
     errors: int
     compaction: bool
     trigger: str  # prompt | task_notification | compaction | resumed
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
     cost_usd: Money
-    cost_by_class: dict[str, float] | None
+    cost_by_class: CostByClass | None
     unpriced_requests: int
     idle_before_ms: Ms
-    time: dict[str, float] | None  # sessions.timing.TIME_PARTS; null while in progress
+    time: TimePartsOut | None  # null while in progress
     subagents: list[SubagentRunOut]
 
 
-class RequestOut(_Schema):
+class ToolUseOut(Schema):
+    id: str
+    name: str
+
+
+class RequestOut(Tokens, AbortedTokens):
     uid: str
     request_id: str | None
     exchange_id: int | None  # live only
@@ -97,22 +103,14 @@ class RequestOut(_Schema):
     ttft_ms: Ms
     duration_ms: Ms
     stop_reason: str | None
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    aborted_input_tokens: int
-    aborted_output_tokens: int
-    aborted_cache_read_tokens: int
-    aborted_cache_creation_tokens: int
-    tool_uses: list[dict[str, str]]
+    tool_uses: list[ToolUseOut]
     error_type: str | None
     outcome: str
     trace_id: str | None
     parent_tool_use_id: str | None
     agent_id: str | None
     cost_usd: Money
-    cost_by_class: dict[str, float] | None
+    cost_by_class: CostByClass | None
     aborted_cost_usd: Money
     cache_status: str | None
     cache_ttl_seconds: int | None
@@ -129,7 +127,16 @@ class RequestOut(_Schema):
     error_category: str | None
 
 
-class SessionOut(_Schema):
+class CacheLineOut(Schema):
+    """The main thread's prompt cache on one model."""
+
+    expires_at: Iso
+    ttl_seconds: int | None
+    cached_tokens: int | None
+    rebuild_cost_usd: Money
+
+
+class SessionOut(Tokens, AbortedTokens):
     session_id: str
     status: str  # active | idle | ended
     model: str | None
@@ -142,14 +149,6 @@ class SessionOut(_Schema):
     tool_calls: int
     tool_failures: int
     tools: dict[str, int]
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    aborted_input_tokens: int
-    aborted_output_tokens: int
-    aborted_cache_read_tokens: int
-    aborted_cache_creation_tokens: int
     errors: int
     retries: int
     in_flight: int
@@ -171,7 +170,7 @@ class SessionOut(_Schema):
     entrypoint: str | None
     claude_code_version: str | None
     estimated_cost_usd: Money
-    cost_by_class: dict[str, float] | None
+    cost_by_class: CostByClass | None
     main_cost_usd: Money
     subagent_cost_usd: Money
     unpriced_requests: int
@@ -188,16 +187,16 @@ class SessionOut(_Schema):
     cache_rebuild_cost_usd: Money
     cache_statuses: dict[str, int] | None
     cache_miss_waste_usd: Money
-    cache_by_model: dict[str, Any] | None
+    cache_by_model: dict[str, CacheLineOut] | None
     fallbacks: int
     compactions: int
     compacted_at: list[str | None] | None
-    quota: dict[str, Any] | None
+    quota: QuotaOut | None
     quota_share: dict[str, float]
     errors_by_type: dict[str, int] | None
     ttft_ms_p50: Ms
-    client_view: dict[str, Any] | None
-    client_drift: dict[str, Any] | None
+    client_view: ClientNumbersOut | None  # what Claude Code's status line last said
+    client_drift: dict[str, DriftOut] | None
     live: bool
 
 
@@ -205,18 +204,12 @@ class SessionListItemOut(SessionOut):
     findings: int  # stored diagnosis findings
 
 
-class SessionListOut(_Schema):
+class SessionListOut(Schema):
     sessions: list[SessionListItemOut]
 
 
-class SessionDetailOut(_Schema):
+class SessionDetailOut(Schema):
     session: SessionOut
     turns: list[TurnOut]
     requests: list[RequestOut]
     tool_calls: list[ToolCallOut]
-
-
-class ErrorOut(_Schema):
-    error: str  # not_found | ambiguous
-    detail: str
-    candidates: list[str] | None = None
