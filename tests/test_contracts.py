@@ -85,9 +85,7 @@ def test_the_api_reaching_for_the_core_breaks_the_contract(tmp_path: Path) -> No
     _copy(tmp_path)
     # Even for a type only: the API takes api.deps' protocols, never the Core.
     (tmp_path / "clauditor" / "api" / "shortcut.py").write_text(
-        "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n"
-        "    from clauditor.core import Core\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from clauditor.core import Core\n"
     )
     run = _lint(tmp_path)
     assert run.returncode == 1, run.stdout[-3000:]

@@ -93,7 +93,12 @@ def _api(name: str, value: Any) -> Any:
 
 
 def _drift_api(drift: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {name: {k: _api(name, v) for k, v in entry.items()} for name, entry in drift.items()}
+    """Both sides' values as the API writes them (a timestamp as ISO); diff_pct is a
+    percentage whatever the number compared."""
+    return {
+        name: {k: v if k == "diff_pct" else _api(name, v) for k, v in entry.items()}
+        for name, entry in drift.items()
+    }
 
 
 def apply_client_view(session: Session, payload: Any, now: float) -> None:
