@@ -81,3 +81,10 @@ def test_saturation_benchmark_runs() -> None:
     sent, captured = int(row[1]), int(row[2])
     assert sent > 0 and captured == sent, out  # two sessions: the core keeps up
     assert row[6] == "0", out  # no false errors
+
+
+def test_api_benchmark_runs() -> None:
+    out = _run("-m", "benchmarks.api", "--quick")
+    rows = [r for r in (_rows(out, "50 live") + _rows(out, "50 stored"))]
+    assert len(rows) == 6, out
+    assert all(float(r[3]) > 0 for r in rows), out
