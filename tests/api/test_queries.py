@@ -85,7 +85,7 @@ def test_live_stored_and_restarted_details_have_one_shape(store: Store) -> None:
     assert resumed is not None
 
     assert _shape(live) == _shape(stored) == _shape(resumed)
-    # ...which is the documented one (api/schemas.py: no key missing, none extra).
+    # ...which is the documented one (api/schemas: no key missing, none extra).
     for detail in (live, stored, resumed):
         SessionDetailOut.model_validate(detail)
     assert _ids(live) == _ids(stored) == _ids(resumed)
