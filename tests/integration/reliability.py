@@ -68,6 +68,16 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def is_dead(pid: int) -> bool:
+    """The process has exited: gone from /proc, or a zombie its parent has not reaped."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "")
+    return state in ("Z", "X")
+
+
 def children(pid: int) -> list[int]:
     """Direct children of pid (every thread's children file)."""
     found: list[int] = []

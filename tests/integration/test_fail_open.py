@@ -16,7 +16,7 @@ import pytest
 from clauditor.sim.replies import Reply, ToolCall
 from clauditor.sim.server import FakeUpstream
 from tests.helpers import body_bytes, fixture_posts, headers_of, wait_until
-from tests.integration.reliability import wait_stored
+from tests.integration.reliability import is_dead, wait_stored
 from tests.integration.stack import Stack, recorded_headers
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_sigkill_core_mid_stream_then_restart(stack: Stack, fake: FakeUpstream) 
 def test_sigkill_core_while_idle_traffic_still_flows(stack: Stack, fake: FakeUpstream) -> None:
     pid = stack.core_pid()
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.1)
+    wait_until(lambda: is_dead(pid), timeout=10)
     sid = str(uuid.uuid4())
     status, received = _stream(stack, sid)  # the core is down right now
     assert status == 200
