@@ -52,6 +52,19 @@ def result_of(response: dict[str, Any]) -> MessageResult:
     )
 
 
+def cut(record: dict[str, Any], kind: str, after: int = 0) -> dict[str, Any]:
+    """The record with its response cut as the fake upstream cuts one (sim.replies):
+    `truncated` closes the stream after `after` events, `sse_error` sends an SSE `error`
+    (overloaded_error) after them; message_start still reports the recorded usage."""
+    key = {"truncated": "events_sent", "sse_error": "sse_error_after_events"}[kind]
+    return {**record, "response": {**record["response"], "kind": kind, key: after}}
+
+
+def answered_with(record: dict[str, Any], **response: Any) -> dict[str, Any]:
+    """The record with these fields of its response replaced (model, content...)."""
+    return {**record, "response": {**record["response"], **response}}
+
+
 class Replayer:
     def __init__(self, tracker: SessionTracker, clock: ManualClock) -> None:
         self.tracker = tracker

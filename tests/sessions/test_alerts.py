@@ -13,7 +13,7 @@ from clauditor.sessions.alerts import Alert, AlertEngine
 from clauditor.sessions.signals.engine import SignalEngine
 from clauditor.sessions.tracker import SessionTracker
 from tests.helpers import fixture_posts
-from tests.sessions.replay import Replayer, result_of
+from tests.sessions.replay import Replayer, answered_with
 from tests.sessions.test_registry import entry_for
 
 SID = "04d0a982-8c0f-4567-aba3-6d8e967e76cc"  # the b_tool_bash fixture's session
@@ -57,8 +57,7 @@ def test_error_streak_and_model_mismatch() -> None:
     # A 529's body names Anthropic's overloaded_error (docs: errors), the label it gets.
     assert fired[0].evidence == {"errors_in_a_row": 3, "last_error": "overloaded_error",
                                  "status": 529}  # fmt: skip
-    other = result_of({**record["response"], "model": "claude-sonnet-4-5"})
-    replay.exchange(record, result=other)  # served by another model
+    replay.exchange(answered_with(record, model="claude-sonnet-4-5"))  # another model served
     assert [a.kind for a in fired] == ["error_streak", "model_mismatch"]
     assert (fired[1].evidence["requested"], fired[1].evidence["actual"]) == (
         "claude-opus-4-8",

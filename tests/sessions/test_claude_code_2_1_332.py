@@ -93,7 +93,7 @@ class Run:
 
     def play(self, recs: list[dict[str, Any]], gap: float = 0.5) -> None:
         for rec in recs:
-            self.replayer.exchange(rec, result=reply(rec))
+            self.replayer.exchange(rec)
             self.clock.advance(gap)
 
     @property

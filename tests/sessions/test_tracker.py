@@ -18,7 +18,7 @@ from clauditor.sessions.listener import TrackerListener
 from clauditor.sessions.models import Session, ToolCall, Turn
 from clauditor.sessions.tracker import SessionTracker
 from tests.helpers import body_bytes, fixture_posts, headers_of
-from tests.sessions.replay import Replayer, result_of
+from tests.sessions.replay import Replayer, cut, result_of
 
 
 class Recorder(TrackerListener):
@@ -175,7 +175,7 @@ def test_tool_error_counts_as_failure(tracker: SessionTracker, clock: ManualCloc
 def test_new_prompt_while_turn_open_interrupts(tracker: SessionTracker, clock: ManualClock) -> None:
     replay = Replayer(tracker, clock)
     records = fixture_posts("k2_interactive_tmux_json_title")
-    replay.exchange(records[1], result=MessageResult())  # truncated: the turn stays open
+    replay.exchange(cut(records[1], "truncated"))  # no event: the turn stays open
     replay.exchange(records[2])
     s = tracker.sessions["71e45ecd-61d2-40a6-90f1-7a9b5e6fc9cd"]
     assert [t.outcome for t in s.turns] == ["interrupted", "completed"]
@@ -659,17 +659,12 @@ def test_a_stream_failing_before_any_content_counts_as_each_version_counts_it(
     # resend (docs/compatibility.md, "Known divergences"; claude_code.json `accounting`).
     from tests.sessions.test_claude_code_2_1_332 import records
 
-    def failed_early(record: dict) -> MessageResult:
-        result = result_of(record["response"])
-        result.block_types, result.text, result.tool_uses = [], "", []
-        result.error_type, result.complete, result.stop_reason = "overloaded_error", False, None
-        return result
-
     old = fixture_posts("a_plain_text")[0]
     new = records("n_plain")[0]
     for record, counted in ((old, True), (new, False)):
         tracker = SessionTracker(clock)
-        Replayer(tracker, clock).exchange(record, result=failed_early(record))
+        # message_start reports the usage, then the stream fails (overloaded_error).
+        Replayer(tracker, clock).exchange(cut(record, "sse_error", after=1))
         (session,) = tracker.sessions.values()
         reported = record["response"]["usage"]["input_tokens"]
         assert session.cc_version == ("2.1.197" if counted else "2.1.332")

@@ -492,12 +492,11 @@ def test_subagent_cache_is_its_own_line_and_does_not_touch_context() -> None:
 
 
 def test_errors_by_type_sse_error_and_truncated() -> None:
-    from clauditor.parsing.fold import MessageResult
+    from tests.sessions.replay import cut
 
     sc = Scenario()
-    sse = MessageResult(streamed=True, error_type="overloaded_error")
-    sc.replay.exchange(record("one", usage()), result=sse)
-    sc.replay.exchange(record("one", usage()), result=MessageResult(streamed=True))
+    sc.replay.exchange(cut(record("one", usage()), "sse_error"))
+    sc.replay.exchange(cut(record("one", usage()), "truncated"))
     sc.send(record("one", usage(input=10, output=1)))
     api = sc.session().as_api()
     assert api["errors_by_type"] == {"sse_error": 1, "truncated": 1}

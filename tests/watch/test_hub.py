@@ -11,11 +11,10 @@ import pytest
 from clauditor.broadcast.hub import EVENT_TYPES, HubFull, Subscription, WatchHub
 from clauditor.broadcast.names import display_name
 from clauditor.clock import ManualClock
-from clauditor.parsing.fold import ToolUse
 from clauditor.sessions.tracker import SessionTracker
 from clauditor.watch.client import parse_sse
 from tests.helpers import fixture_posts
-from tests.sessions.replay import Replayer, result_of
+from tests.sessions.replay import Replayer, answered_with
 
 SID = "04d0a982-8c0f-4567-aba3-6d8e967e76cc"  # the b_tool_bash fixture's session
 
@@ -165,11 +164,9 @@ def test_events_never_carry_contents(
     sub = hub.subscribe()
     first, _ = fixture_posts("b_tool_bash")
     secret = "TOP-SECRET-FILE-BODY"
-    result = result_of(first["response"])
-    result.tool_uses = [
-        ToolUse("toolu_w", "Write", {"file_path": "/tmp/notes.md", "content": secret}),
-    ]
-    Replayer(tracker, clock).exchange(first, result=result)
+    write = {"file_path": "/tmp/notes.md", "content": secret}
+    block = {"type": "tool_use", "id": "toolu_w", "name": "Write", "input": write}
+    Replayer(tracker, clock).exchange(answered_with(first, content=[block]))
     wire = b"".join(e.wire() for e in sub.take()).decode()
     assert "/tmp/notes.md" in wire
     assert secret not in wire
