@@ -49,6 +49,7 @@ from clauditor.broadcast.events import (
 from clauditor.broadcast.names import display_name
 from clauditor.clock import Clock, iso
 from clauditor.errors import ClauditorError
+from clauditor.money import usd
 from clauditor.safetext import utf8_json
 from clauditor.sessions.alerts import Alert
 from clauditor.sessions.listener import TrackerListener
@@ -186,10 +187,6 @@ def _cap(text: str | None, limit: int = PROMPT_LIMIT) -> str | None:
     if text is None or len(text) <= limit:
         return text
     return text[: limit - 1] + "…"
-
-
-def _money(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
 
 
 class WatchHub(TrackerListener):
@@ -393,7 +390,7 @@ class WatchHub(TrackerListener):
             last_tool=last_tool,
             last_tool_summary=last_summary,
             usage=_usage(session.tokens),
-            cost_usd=_money(sig.cost_usd),
+            cost_usd=usd(sig.cost_usd),
             unpriced_requests=sig.unpriced_requests,
             verified=not session.unverified_reasons,
             unverified_reasons=list(session.unverified_reasons),
@@ -411,7 +408,7 @@ class WatchHub(TrackerListener):
             turns_to_compact=sig.turns_to_compact,
             cache_status=sig.cache_status,
             cache_expires_at=iso(line.expires_at) if line else None,
-            cache_rebuild_cost_usd=_money(line.rebuild_cost_usd) if line else None,
+            cache_rebuild_cost_usd=usd(line.rebuild_cost_usd) if line else None,
             fallbacks=sig.fallbacks,
             fallback_from=sig.fallback_from,
             fallback_to=sig.fallback_to,
@@ -453,8 +450,8 @@ class WatchHub(TrackerListener):
                 stop_reason=turn.stop_reason,
                 duration_ms=turn.duration_ms,
                 usage=_usage(turn.tokens),
-                cost_usd=_money(turn.cost_usd),
-                session_cost_usd=_money(session.signals.cost_usd),
+                cost_usd=usd(turn.cost_usd),
+                session_cost_usd=usd(session.signals.cost_usd),
                 unpriced_requests=turn.unpriced_requests,
                 trigger=turn.trigger,
                 requests=turn.requests,
@@ -542,9 +539,9 @@ class WatchHub(TrackerListener):
                 duration_ms=request.duration_ms,
                 ttft_ms=request.ttft_ms,
                 usage=_usage(request.tokens),
-                cost_usd=_money(sig.cost_usd),
-                aborted_cost_usd=_money(sig.aborted_cost_usd),
-                session_cost_usd=_money(totals.cost_usd),
+                cost_usd=usd(sig.cost_usd),
+                aborted_cost_usd=usd(sig.aborted_cost_usd),
+                session_cost_usd=usd(totals.cost_usd),
                 unpriced_requests=totals.unpriced_requests,
                 verified=not session.unverified_reasons,
                 unverified_reasons=list(session.unverified_reasons),
@@ -593,8 +590,8 @@ class WatchHub(TrackerListener):
                     status=sig.cache_status,
                     ttl_seconds=sig.cache_ttl_seconds,
                     expires_at=iso(sig.cache_expires_at),
-                    rebuild_cost_usd=_money(sig.cache_rebuild_cost_usd),
-                    miss_waste_usd=_money(sig.cache_miss_waste_usd),
+                    rebuild_cost_usd=usd(sig.cache_rebuild_cost_usd),
+                    miss_waste_usd=usd(sig.cache_miss_waste_usd),
                     cache_read_tokens=request.tokens.cache_read,
                     cache_creation_tokens=request.tokens.cache_creation,
                     turn=request.turn_index,
@@ -725,7 +722,7 @@ class WatchHub(TrackerListener):
                     tool_calls=session.tool_call_count,
                     errors=session.errors,
                     usage=_usage(session.tokens),
-                    cost_usd=_money(session.signals.cost_usd),
+                    cost_usd=usd(session.signals.cost_usd),
                     duration_ms=round(((session.ended_at or now) - session.started_at) * 1000, 3),
                 ),
             )

@@ -39,6 +39,7 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AttributeValue
 
 from clauditor.clock import Clock
+from clauditor.money import usd
 from clauditor.sessions.listener import SpanLink, SpanLinks
 from clauditor.sessions.models import RequestRecord, Session, TokenCounts, ToolCall, Turn
 from clauditor.sessions.signals.fallback import same_family
@@ -336,7 +337,7 @@ class TraceListener:
         run.span.set_attribute(n.TURN_REQUESTS, run.requests)
         run.span.set_attribute(n.TURN_ERRORS, run.errors)
         if run.cost is not None:
-            run.span.set_attribute(n.TURN_COST_USD, round(run.cost, 6))
+            run.span.set_attribute(n.TURN_COST_USD, usd(run.cost))
         run.span.end(end_time=ns(max(end, run.started_at)))
 
     def _end_root(self, run: _Run, turn: Turn | None, end: float, outcome: str) -> None:
