@@ -40,3 +40,28 @@ def headers_of(record: dict[str, Any]) -> dict[str, str]:
 def body_bytes(record: dict[str, Any]) -> bytes:
     body = record["body"]
     return body.encode() if isinstance(body, str) else json.dumps(body).encode()
+
+
+# Recorded runs that cover every kind of session object between them (tool calls,
+# foreground and background subagents, compaction, 529 retries, a model fallback, a
+# stream error, a resumed session, deferred tools), for tests that run them all.
+RECORDED_SESSIONS = [
+    "b_tool_bash",
+    "e_subagent",
+    "e_compact",
+    "f_529_retry",
+    "d_continue_resume",
+    *(
+        f"claude-code-2.1.332/{name}"
+        for name in (
+            "n_tool",
+            "n_subagent",
+            "n_subagent_bg",
+            "n_compact",
+            "n_retry_529",
+            "n_fallback_model",
+            "n_sse_error",
+            "n_toolsearch",
+        )
+    ),
+]

@@ -21,7 +21,7 @@ from clauditor.clock import ManualClock
 from clauditor.core import Core, CoreConfig
 from clauditor.reports.models import models_report
 from clauditor.sessions.client_view import statusline_view
-from tests.helpers import fixture_posts, headers_of
+from tests.helpers import RECORDED_SESSIONS, fixture_posts, headers_of
 from tests.sessions.replay import Replayer
 
 T0 = 1_796_000_000.0
@@ -69,11 +69,14 @@ class Played:
         return response.json()
 
 
-def _core(tmp_path: Path, clock: ManualClock) -> Core:
+def _core(tmp_path: Path, clock: ManualClock, on_alert: str | None = None) -> Core:
     claude_dir = tmp_path / "claude"
-    (claude_dir / "sessions").mkdir(parents=True)
-    config = CoreConfig(db=tmp_path / "r.db", claude_dir=claude_dir, on_alert="true")
+    (claude_dir / "sessions").mkdir(parents=True, exist_ok=True)
+    config = CoreConfig(db=tmp_path / "r.db", claude_dir=claude_dir, on_alert=on_alert)
     core = Core(config, clock=clock)
+    # A live detail flushes the writer first: batches of 0.05 s (the core's are 0.5 s)
+    # keep each answer quick, as the unit tests' stores do.
+    core.store.writer.interval = 0.05
     core.store.start()
     return core
 
@@ -81,7 +84,7 @@ def _core(tmp_path: Path, clock: ManualClock) -> Core:
 @pytest.fixture
 async def played(tmp_path: Path) -> AsyncIterator[Played]:
     clock = ManualClock(T0)
-    core = _core(tmp_path, clock)
+    core = _core(tmp_path, clock, on_alert="true")
     replay = Replayer(core.tracker, clock)
     sessions = []
     for name in RUNS:
@@ -91,6 +94,8 @@ async def played(tmp_path: Path) -> AsyncIterator[Played]:
             clock.advance(0.5)
         sessions.append(headers_of(post)["x-claude-code-session-id"])
     assert core.store.writer.flush(timeout=10.0)
+    assert core.alert_command is not None
+    await core.alert_command.close()  # the --on-alert runs the alerts started, done
     transport = httpx.ASGITransport(app=create_app(core.api_deps()))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield Played(core, client, sessions)
@@ -107,7 +112,10 @@ async def test_stats_is_the_cores_counters(played: Played) -> None:
         assert set(body.pop(volatile)) == set(built.pop(volatile))
     assert body == built
     assert body["registry"]["available"] is True and body["registry"]["polls"] == 1
-    assert body["alerts"]["command"] == {"ran": 0, "failed": 0, "timed_out": 0, "dropped": 0}
+    # `true` ran once per alert: f_529_retry's error streak, then the quota warning.
+    kinds = [a["kind"] for a in played.core.alerts.view()["recent"]]
+    assert sorted(kinds) == ["error_streak", "quota_warning"]
+    assert body["alerts"]["command"] == {"ran": 2, "failed": 0, "timed_out": 0, "dropped": 0}
     assert body["tracker"]["live_sessions"] == len(set(played.sessions))
 
 
@@ -233,3 +241,48 @@ async def test_error_bodies_match_their_schemas(played: Played) -> None:
     Replayer(played.core.tracker, played.core.clock).exchange({**post0, "headers": headers})
     ambiguous = _error(await client.get(f"/api/sessions/{sid[:8]}"), 409, ErrorOut)
     assert sorted(ambiguous["candidates"] or []) == sorted([sid, twin])
+
+
+@pytest.mark.parametrize("name", RECORDED_SESSIONS)
+async def test_every_recorded_session_is_answered_live_and_stored(
+    tmp_path: Path, name: str
+) -> None:
+    """Each session object of each recorded run, in each state it passes through (after
+    every exchange, idle, ended, read back by a core that did not see it), fits its
+    response model: a key the schemas lack would be a 500 here, not for a user."""
+    clock = ManualClock(T0)
+    core = _core(tmp_path, clock)
+    replay = Replayer(core.tracker, clock)
+    transport = httpx.ASGITransport(app=create_app(core.api_deps()))
+    seen: set[str] = set()
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        played = Played(core, client, [])
+        for post in fixture_posts(name):
+            replay.exchange(post)
+            clock.advance(0.2)
+            sid = headers_of(post)["x-claude-code-session-id"]
+            seen.add(sid)
+            detail = await played.get(f"/api/sessions/{sid}")
+            assert detail["session"]["live"] is True
+        clock.advance(400)
+        core.tracker.tick()  # idle: open turns abandoned
+        core.tracker.shutdown()  # ended
+        assert core.store.writer.flush(timeout=10.0)
+        listed = await played.get("/api/sessions?limit=1000")
+        assert {s["session_id"] for s in listed["sessions"]} == seen
+        live_details = {sid: await played.get(f"/api/sessions/{sid}") for sid in seen}
+    core.store.stop()
+    core.telemetry.shutdown()
+    # A core that never saw them: the same sessions from the file alone.
+    fresh = _core(tmp_path, clock)
+    transport = httpx.ASGITransport(app=create_app(fresh.api_deps()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        played = Played(fresh, client, [])
+        for sid, live in live_details.items():
+            stored = await played.get(f"/api/sessions/{sid}")
+            assert stored["session"]["live"] is False
+            for key in ("turns", "requests", "tool_calls"):
+                assert len(stored[key]) == len(live[key]), (sid, key)
+            await played.get(f"/api/diagnosis/{sid}")
+    fresh.store.stop()
+    fresh.telemetry.shutdown()

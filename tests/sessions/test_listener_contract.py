@@ -28,31 +28,10 @@ from clauditor.sessions.models import RequestRecord, Session, Turn
 from clauditor.sessions.tracker import SessionTracker
 from clauditor.store.store import Store
 from clauditor.telemetry import Providers, Telemetry
-from tests.helpers import fixture_posts
+from tests.helpers import RECORDED_SESSIONS, fixture_posts
 from tests.sessions.replay import Replayer
 
-# Recorded sessions with tools, subagents (foreground and background), compactions,
-# retries, a fallback, mid-stream errors, ToolSearch and a resumed conversation.
-SESSIONS = [
-    "b_tool_bash",
-    "e_subagent",
-    "e_compact",
-    "f_529_retry",
-    "d_continue_resume",
-    *(
-        f"claude-code-2.1.332/{name}"
-        for name in (
-            "n_tool",
-            "n_subagent",
-            "n_subagent_bg",
-            "n_compact",
-            "n_retry_529",
-            "n_fallback_model",
-            "n_sse_error",
-            "n_toolsearch",
-        )
-    ),
-]
+SESSIONS = RECORDED_SESSIONS
 
 
 class Mutated(AssertionError):

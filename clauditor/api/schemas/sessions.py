@@ -46,6 +46,7 @@ class SubagentRunOut(Tokens):
     requests: int
     cost_usd: Money
     duration_ms: Ms
+    outcome: str  # the Agent call's: pending | ok | error | abandoned | unobserved
 
 
 class TimePartsOut(Schema):
