@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from clauditor.api.schemas.base import CostByClass, Iso, Money, Ms, QuotaOut, Schema, TokensByClass
-from clauditor.api.schemas.sessions import SessionListItemOut
+from clauditor.api.schemas.sessions import SessionListItemOut, TimePartsOut
 
 
 class PeriodTokensOut(Schema):
@@ -128,15 +128,9 @@ class TimeShareOut(Schema):
     subagents: float | None
 
 
-class ReportTimeOut(Schema):
+class ReportTimeOut(TimePartsOut):
     """The window's turns' time, part by part (null: no turn has that part)."""
 
-    waiting_for_model_ms: Ms
-    generating_ms: Ms
-    tools_ms: Ms
-    waiting_for_you_ms: Ms
-    retries_ms: Ms
-    subagents_ms: Ms
     total_ms: Ms
     share: TimeShareOut | None  # of total_ms; null when it is unknown or zero
 
