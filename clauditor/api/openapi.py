@@ -85,9 +85,8 @@ def event_schemas() -> dict[str, Any]:
     )
     out: dict[str, Any] = dict(definitions.get("$defs", {}))
     for (name, _mode), schema in keyed.items():
-        if "$ref" in schema:  # the TypedDict itself landed in $defs under its class name
-            cls_name = schema["$ref"].rsplit("/", 1)[-1]
-            schema = out.pop(cls_name) if cls_name == EVENTS[name].__name__ else schema
+        if "$ref" in schema:  # the TypedDict itself landed in $defs, under its class name
+            schema = out.pop(schema["$ref"].rsplit("/", 1)[-1])
         schema = dict(schema)
         schema["properties"] = {**_envelope(name), **schema.get("properties", {})}
         schema["required"] = ["type", "session_id", "ts", "seq", *schema.get("required", [])]

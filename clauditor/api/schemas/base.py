@@ -33,14 +33,18 @@ class AbortedTokens(Schema):
     aborted_cache_creation_tokens: int
 
 
-class CostByClass(Schema):
-    """USD per billed token class, each at its own rate (prices.COST_CLASSES)."""
+class PerTokenClass(Schema):
+    """A USD amount per billed token class (prices.COST_CLASSES): a cost, or a rate."""
 
     input: float
     output: float
     cache_write_5m: float
     cache_write_1h: float
     cache_read: float
+
+
+class CostByClass(PerTokenClass):
+    """USD per billed token class, each at its own rate."""
 
 
 class TokensByClass(Schema):

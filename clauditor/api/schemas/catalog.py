@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
-from clauditor.api.schemas.base import Schema
+from clauditor.api.schemas.base import PerTokenClass, Schema
 
 
-class RatesOut(Schema):
-    input: float
-    output: float
-    cache_write_5m: float
-    cache_write_1h: float
-    cache_read: float
+class RatesOut(PerTokenClass):
+    """USD per million tokens of each class."""
 
 
 class LongContextOut(RatesOut):

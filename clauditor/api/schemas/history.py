@@ -9,11 +9,14 @@ from clauditor.api.schemas.base import CostByClass, Iso, Money, Ms, QuotaOut, Sc
 from clauditor.api.schemas.sessions import SessionListItemOut, TimePartsOut
 
 
-class PeriodTokensOut(Schema):
+class TokensByTypeOut(Schema):
     input: int
     output: int
     cache_read: int
     cache_creation: int
+
+
+class PeriodTokensOut(TokensByTypeOut):
     cache_creation_1h: int  # the part of cache_creation written with the 1-hour TTL
 
 
@@ -50,20 +53,13 @@ class QuotaShareOut(Schema):
     share: float  # 0..1
 
 
-class WeeklyTokensOut(Schema):
-    input: int
-    output: int
-    cache_read: int
-    cache_creation: int
-
-
 class WeeklyOut(Schema):
     """This UTC week's tokens against the budget given with --weekly-token-budget."""
 
     week_start: str
     resets_at: str
     tokens: int
-    tokens_by_type: WeeklyTokensOut
+    tokens_by_type: TokensByTypeOut
     budget: int | None
     remaining: int | None
     used_fraction: float | None
