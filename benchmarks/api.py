@@ -8,7 +8,7 @@ validated against its response model and written (api/schemas), in process throu
 
 The sessions are a recorded Claude Code run (a Bash round trip, 2 requests, 1 tool call;
 tests/fixtures/b_tool_bash.jsonl), replayed under N session ids through the real
-interpreter, tracker and store.
+interpreter, tracker and store by the tests' replayer.
 """
 
 from __future__ import annotations
@@ -29,54 +29,25 @@ from benchmarks.workload import machine, percentile, table
 from clauditor.api.app import create_app
 from clauditor.clock import ManualClock
 from clauditor.core import Core, CoreConfig
-from clauditor.domain.interpreter import Interpreter
-from clauditor.sim.replies import Reply
-from clauditor.sim.wire import render_reply
+from tests.helpers import fixture_posts, headers_of
+from tests.sessions.replay import Replayer
 
-RUN = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "b_tool_bash.jsonl"
 T0 = 1_796_000_000.0
 TIMEOUT = 600.0  # the whole benchmark
-
-
-def _posts() -> list[dict[str, Any]]:
-    records = [json.loads(line) for line in RUN.read_text().splitlines() if line.strip()]
-    return [r for r in records if r["method"] == "POST" and r["path"] == "/v1/messages"]
-
-
-def _exchange(core: Core, ex: int, record: dict[str, Any], clock: ManualClock) -> None:
-    """One exchange, as Envoy hands it to the core: headers, body, response headers and
-    the bytes the fake upstream sends for the recorded response."""
-    body = record["body"]
-    raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    obs = Interpreter(core.tracker.handle).open_exchange(ex, clock.now())
-    headers = [(":method", "POST"), (":path", "/v1/messages"), (":authority", "api.anthropic.com")]
-    obs.on_request_headers(
-        [*headers, *((k.lower(), v) for k, v in record["headers"])], clock.now(), False
-    )
-    obs.on_request_body(raw, clock.now(), True)
-    clock.advance(0.5)
-    response = record["response"]
-    stream = bool(json.loads(raw).get("stream"))
-    _, content_type, out = render_reply(
-        Reply.from_record(response), str(response.get("model") or ""), stream=stream
-    )
-    obs.on_response_headers(
-        [(":status", "200"), ("content-type", content_type)], clock.now(), False
-    )
-    obs.on_response_body(out, clock.now(), False)
-    clock.advance(0.5)
-    obs.on_response_body(b"", clock.now(), True)
+RUN = "b_tool_bash"
 
 
 def _populate(core: Core, clock: ManualClock, sessions: int) -> list[str]:
-    posts = _posts()
-    old = {k.lower(): v for k, v in posts[0]["headers"]}["x-claude-code-session-id"]
-    ids, ex = [], 0
+    """The recorded run, once per new session id, through the real interpreter (the
+    tests' replayer: headers, body, the fake upstream's bytes for the response)."""
+    posts = fixture_posts(RUN)
+    old = headers_of(posts[0])["x-claude-code-session-id"]
+    replay = Replayer(core.tracker, clock)
+    ids = []
     for _ in range(sessions):
         sid = str(uuid.uuid4())
         for post in posts:
-            ex += 1
-            _exchange(core, ex, json.loads(json.dumps(post).replace(old, sid)), clock)
+            replay.exchange(json.loads(json.dumps(post).replace(old, sid)))
         clock.advance(1.0)
         ids.append(sid)
     if not core.store.writer.flush(timeout=120.0):
